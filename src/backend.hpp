@@ -1,0 +1,43 @@
+#pragma once
+// Declares the cpu:: and cuda:: kernel twins from one list, so their signatures cannot drift.
+#include <array>
+
+#include "isrn/ops/boxes.hpp"
+#include "isrn/ops/conv.hpp"
+#include "isrn/ops/elementwise.hpp"
+#include "isrn/ops/pool.hpp"
+#include "isrn/ops/reduce.hpp"
+#include "isrn/ops/resize.hpp"
+#include "isrn/tensor.hpp"
+
+#define ISRN_KERNEL(ret, name, params) ret name params;
+namespace isrn::cpu {
+#include "kernel_list.inc"
+}
+namespace isrn::cuda {
+#include "kernel_list.inc"
+}
+#undef ISRN_KERNEL
+
+namespace isrn {
+
+// Calls cpu::fn or cuda::fn by the device of the first argument's tensor.
+#define ISRN_DISPATCH(device, fn, ...) \
+  ((device).is_cuda() ? ::isrn::cuda::fn(__VA_ARGS__) : ::isrn::cpu::fn(__VA_ARGS__))
+
+// Throws naming `op` and `arg` unless every tensor is on `device`.
+void check_same_device(const char* op, Device device, std::initializer_list<std::pair<const char*, const Tensor*>> args);
+void check_dtype(const char* op, const char* arg, const Tensor& t, DType expected);
+void check_floating(const char* op, const char* arg, const Tensor& t);
+void check_dim(const char* op, const char* arg, const Tensor& t, int64_t ndim);
+
+}  // namespace isrn
+
+namespace isrn::cuda_runtime {
+// Raw device memory through the caching allocator, and copies. Defined in src/cuda (or throwing in
+// no_cuda.cpp).
+void* allocate(size_t nbytes, int device);
+void deallocate(void* ptr, int device);
+void memcpy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+int device_count();
+}  // namespace isrn::cuda_runtime

@@ -1,0 +1,56 @@
+#include <omp.h>
+
+#include "backend.hpp"
+#include "cpu/strided.hpp"
+#include "isrn/core/threading.hpp"
+
+namespace isrn::cpu {
+
+void reduce_rows(ReduceOp op, const Tensor& x, Tensor& values, Tensor& indices) {
+  const int64_t m = x.size(0), n = x.size(1);
+  dispatch_numeric(x.dtype(), "reduce", [&](auto tag) {
+    using T = decltype(tag);
+    // float32 sums accumulate in double: error independent of the row length.
+    using Acc = std::conditional_t<std::is_floating_point_v<T>, double, T>;
+    const T* px = x.data_ptr<T>();
+    T* pv = values.data_ptr<T>();
+    int64_t* pi = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;
+    if (op == ReduceOp::Sum && m < get_num_threads() && n >= 2 * kParallelGrain) {
+      // Few long rows: split each row across threads.
+      for (int64_t r = 0; r < m; ++r) {
+        Acc total = 0;
+        const T* row = px + r * n;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+        for (int64_t j = 0; j < n; ++j) total += static_cast<Acc>(row[j]);
+        pv[r] = static_cast<T>(total);
+      }
+      return;
+    }
+#pragma omp parallel for if (m * n >= 2 * kParallelGrain) schedule(static)
+    for (int64_t r = 0; r < m; ++r) {
+      const T* row = px + r * n;
+      if (op == ReduceOp::Sum) {
+        Acc total = 0;
+        for (int64_t j = 0; j < n; ++j) total += static_cast<Acc>(row[j]);
+        pv[r] = static_cast<T>(total);
+      } else {
+        // NaN wins (as PyTorch); otherwise the first extremum.
+        int64_t best = 0;
+        T bv = row[0];
+        for (int64_t j = 1; j < n; ++j) {
+          const T v = row[j];
+          if (bv != bv) break;
+          const bool better = op == ReduceOp::Max ? (v > bv || v != v) : (v < bv || v != v);
+          if (better) {
+            bv = v;
+            best = j;
+          }
+        }
+        pv[r] = bv;
+        if (pi) pi[r] = best;
+      }
+    }
+  });
+}
+
+}  // namespace isrn::cpu
