@@ -1,0 +1,45 @@
+"""Writes golden files for the C++ tests in the safetensors layout (8-byte little-endian header
+length, JSON header, raw little-endian tensor bytes), without needing the safetensors package.
+
+Each golden file holds named tensors (float64 unless stated) and a "__metadata__" dict of strings
+with the case's parameters. tests/golden.hpp reads them.
+"""
+import json
+import struct
+
+import numpy as np
+
+_DTYPES = {
+    np.dtype("float32"): "F32",
+    np.dtype("float64"): "F64",
+    np.dtype("int32"): "I32",
+    np.dtype("int64"): "I64",
+    np.dtype("uint8"): "U8",
+    np.dtype("bool"): "BOOL",
+}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: dict name -> numpy array (or torch tensor); metadata: dict str -> str."""
+    header = {}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        value = tensors[name]
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        arr = np.ascontiguousarray(value)
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _DTYPES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    if metadata:
+        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)  # keep the data 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for b in blobs:
+            f.write(b)
