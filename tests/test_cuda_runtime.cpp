@@ -4,11 +4,13 @@
 // src/backend.hpp) and compared with naive double-precision references written here.
 // Every case but the first needs a GPU and skips with a stated reason without one.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -98,6 +100,13 @@ TEST_CASE("cuda runtime: statistics, switches and pinned buffers exist in every 
   CHECK(moved.size() == 1000);
   CHECK(static_cast<unsigned char*>(moved.data())[999] == 7);
   CHECK(cuda::PinnedBuffer(0).data() == nullptr);
+  if (cuda_available()) {  // pinned memory is an ordinary source and destination of copies
+    cuda::PinnedBuffer out(1000);
+    Tensor on_gpu = empty({1000}, on(DType::UInt8, kCuda));
+    copy_bytes(on_gpu.raw_data(), kCuda, moved.data(), Device::cpu(), 1000);
+    copy_bytes(out.data(), Device::cpu(), on_gpu.raw_data(), kCuda, 1000);
+    CHECK(std::memcmp(out.data(), moved.data(), 1000) == 0);
+  }
 }
 
 // --- the allocator -----------------------------------------------------------------------------------
@@ -181,6 +190,34 @@ TEST_CASE("cuda runtime: the caching allocator rounds, splits, reuses, coalesces
   CHECK(s.reserved_bytes == s0.reserved_bytes);
   CHECK(s.active_bytes == s0.active_bytes);
   CHECK(s.num_device_mallocs - s0.num_device_mallocs == s.num_device_frees - s0.num_device_frees);
+}
+
+TEST_CASE("cuda runtime: allocations from several threads keep the allocator's books balanced") {
+  ISRN_REQUIRE_CUDA();
+  const cuda::MemoryStats before = cuda::memory_stats();
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([t, &mismatches] {
+      Generator gen(static_cast<uint64_t>(t) + 1);
+      std::vector<Tensor> live;
+      for (int i = 0; i < 200; ++i) {
+        // Sizes across both pools; each tensor holds its own value, so overlapping blocks would show.
+        const int64_t n = 1 + static_cast<int64_t>(gen.uniform() * (gen.uniform() < 0.9 ? 4000.0 : 400000.0));
+        live.push_back(full({n}, static_cast<double>(t * 1000 + i), on(DType::Float32, kCuda)));
+        if (live.size() > 6) live.erase(live.begin() + static_cast<int64_t>(gen.uniform() * 6));
+      }
+      for (const Tensor& x : live) {
+        const float v = x.to_vector<float>()[0];
+        if (max(x).item<float>() != v || min(x).item<float>() != v) ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(mismatches.load() == 0);
+  const cuda::MemoryStats after = cuda::memory_stats();
+  CHECK(after.active_bytes == before.active_bytes);
+  CHECK(after.reserved_bytes >= after.active_bytes);
 }
 
 TEST_CASE("cuda runtime: running out of device memory raises isrn::Error naming the request") {
