@@ -31,8 +31,13 @@ ISRN_HOST_DEVICE T focal_power(T m, T gamma) {
 
 template <bool WithGrad, typename T>
 ISRN_HOST_DEVICE FocalTerms<T> sigmoid_focal_terms(T x, T t, T w, T alpha, T gamma) {
-  const T p = sigmoid_(x), q = sigmoid_(-x);
-  const T ce = -(t * log_sigmoid_(x) + (T(1) - t) * log_sigmoid_(-x));
+  // One exp and one log1p serve σ(±x) and log σ(±x): with e = exp(−|x|) and L = log1p(e),
+  // σ(|x|) = 1/(1+e), σ(−|x|) = e/(1+e), log σ(x) = min(x, 0) − L, log σ(−x) = min(−x, 0) − L.
+  const T e = exp_(-abs_(x));
+  const T lse = log1p_(e);
+  const T big = T(1) / (T(1) + e), small = e * big;
+  const T p = x >= T(0) ? big : small, q = x >= T(0) ? small : big;
+  const T ce = -(t * (min_(x, T(0)) - lse) + (T(1) - t) * (min_(-x, T(0)) - lse));
   const T m = p * (T(1) - t) + q * t;
   const T alpha_t = alpha < T(0) ? T(1) : alpha * t + (T(1) - alpha) * (T(1) - t);
   const T scale = w * alpha_t;
