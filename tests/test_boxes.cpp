@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "test_util.hpp"
@@ -104,6 +105,10 @@ TEST_CASE("box_iou: matches the definition, with and without the +1 convention")
     REQUIRE(!columns.is_contiguous());
     check_close(box_iou(columns, boxes_tensor(b, DType::Float64, d)).reshape({-1}), ref_iou_matrix(a, b, false), 1e-14,
                 1e-14, "strided boxes");
+    // Two empty boxes: a zero union gives IoU 0, not NaN; with +1 widths the same point is a 1×1 box.
+    Tensor point = from_vector<double>({5, 5, 5, 5}, {1, 4}, d);
+    check_close(box_iou(point, point), {0.0}, 0, 0, "empty boxes");
+    check_close(box_iou(point, point, true), {1.0}, 0, 0, "a point with +1 widths");
     // Empty sets give empty matrices.
     CHECK(box_iou(boxes_tensor({}, DType::Float64, d), boxes_tensor(b, DType::Float64, d)).shape() == Shape{0, 6});
     CHECK(box_iou(boxes_tensor(a, DType::Float32, d), boxes_tensor({}, DType::Float32, d)).shape() == Shape{9, 0});
@@ -211,6 +216,12 @@ TEST_CASE("nms: greedy suppression against a naive reference, with duplicates an
     Tensor dup = from_vector<double>({0, 0, 10, 10, 0, 0, 10, 10, 0, 0, 10, 10, 20, 20, 30, 30}, {4, 4}, d);
     CHECK(nms(dup, from_vector<double>({0.5, 0.9, 0.9, 0.1}, {4}, d), 0.5).to_vector<int64_t>() ==
           std::vector<int64_t>{1, 3});
+    // NaN scores are visited last (after −inf), so they can neither suppress nor outrank real boxes.
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    CHECK(nms(dup, from_vector<double>({nan, 0.2, -inf, 0.1}, {4}, d), 0.5).to_vector<int64_t>() ==
+          std::vector<int64_t>{1, 3});
+    CHECK(nms(dup, from_vector<double>({nan, nan, nan, 0.1}, {4}, d), 0.5).to_vector<int64_t>() ==
+          std::vector<int64_t>{3, 0});
     // Empty input.
     Tensor empty_kept = nms(zeros({0, 4}, TensorOptions(DType::Float64).device(d)),
                             zeros({0}, TensorOptions(DType::Float64).device(d)), 0.5);
