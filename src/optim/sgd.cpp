@@ -9,6 +9,7 @@
 #include "isrn/autograd/grad_mode.hpp"
 #include "isrn/ops/elementwise.hpp"
 #include "isrn/ops/reduce.hpp"
+#include "isrn/ops/shape.hpp"
 
 namespace isrn::optim {
 
@@ -129,18 +130,21 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   ISRN_CHECK(std::isfinite(max_norm) && max_norm >= 0.0, "[clip_grad_norm] max_norm must be finite and non-negative, got ",
              max_norm);
   NoGradGuard no_grad;
-  std::vector<Tensor> grads;
-  double squares = 0.0;
+  std::vector<Tensor> grads, squares;
   for (size_t i = 0; i < params.size(); ++i) {
     ISRN_CHECK(params[i].defined(), "[clip_grad_norm] parameter ", i, " is undefined");
     Tensor grad = params[i].grad();
     if (!grad.defined()) continue;
+    ISRN_CHECK(squares.empty() || grad.device() == squares[0].device(), "[clip_grad_norm] gradients are on ",
+               squares[0].device(), " and ", grad.device(), "; all parameters must be on one device");
     // float64 so that squares of large float32 gradients cannot overflow.
     const Tensor g64 = grad.to(DType::Float64);
-    squares += sum(mul(g64, g64)).item<double>();
+    squares.push_back(sum(mul(g64, g64)));
     grads.push_back(grad);
   }
-  const double total = std::sqrt(squares);
+  if (grads.empty()) return 0.0;
+  // One read-back for all parameters (a synchronisation per tensor would stall a GPU).
+  const double total = std::sqrt(sum(stack(squares, 0)).item<double>());
   const double coefficient = max_norm / (total + 1e-6);
   // PyTorch multiplies by min(coefficient, 1); `!(>= 1)` also lets a NaN norm spread as it does there.
   if (!(coefficient >= 1.0))

@@ -51,7 +51,7 @@ class SGD {
 
 // Rescales the gradients of `params` in place so that their joint L2 norm is at most max_norm
 // (as torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6), applied only when below
-// 1); parameters without a gradient are ignored. Returns the norm before clipping (0 when no
+// 1); parameters without a gradient are ignored, the others must share one device. Returns the norm before clipping (0 when no
 // parameter has a gradient; NaN or inf when a gradient is not finite, which then spreads into the
 // gradients as in PyTorch).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
