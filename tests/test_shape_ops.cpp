@@ -80,6 +80,10 @@ TEST_CASE("shape ops: cat and stack gradients are slices of the output gradient"
     sum(mul(cat({a, b}, 0), 3.0)).backward();
     check_close(a.grad(), std::vector<double>(4, 3.0), 0, 0, "cat gradient to a");
     CHECK(!b.grad().defined());
+    // The same tensor twice: both slices of the gradient reach it.
+    Tensor c = test::random({3}, 8).to(d).set_requires_grad(true);
+    sum(mul(cat({c, c}, 0), from_vector<double>({1, 2, 3, 10, 20, 30}, {6}, d))).backward();
+    check_close(c.grad(), {11, 22, 33}, 0, 0, "cat of a tensor with itself");
   }
 }
 
