@@ -31,13 +31,25 @@ std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   Tensor leaf(leaf_);
+  // The engine hands over its only handle: a gradient nobody else can see (its handle and storage
+  // are unshared) is adopted as .grad without a copy.
+  const bool exclusive = grad_output.impl().use_count() == 1 && grad_output.storage().use_count() == 1;
   Tensor g = grad_output;
-  if (g.shape() != leaf.shape()) g = sum_to(g, leaf.shape());
-  if (g.dtype() != leaf.dtype()) g = g.to(leaf.dtype());
+  bool fresh = false;
+  if (g.shape() != leaf.shape()) {
+    g = sum_to(g, leaf.shape());
+    fresh = true;
+  }
+  if (g.dtype() != leaf.dtype()) {
+    g = g.to(leaf.dtype());
+    fresh = true;
+  }
   if (leaf_->grad) {
     leaf_->grad = add(Tensor(leaf_->grad), g).impl();
+  } else if ((exclusive || fresh) && g.is_contiguous() && g.storage().use_count() == 1) {
+    leaf_->grad = g.impl();
   } else {
-    // A fresh buffer: the incoming gradient may alias another tensor's memory.
+    // A copy: the incoming gradient may alias another tensor's memory (a view, the caller's tensor).
     leaf_->grad = g.clone().impl();
   }
   return {};
