@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds isrn with CUDA (and cuDNN when found), runs the whole test suite with the CUDA cases executing,
+# runs compute-sanitizer (memcheck) over the CUDA tests, and runs the CUDA benchmarks with the PyTorch
+# comparison — in one call, on a machine with a GPU and no package manager (the lent GPU machine).
+# Needs the header-only dependencies staged by scripts/stage_deps.sh in .deps/ (carried along).
+# Logs go to $OUT (or ./gpu_check_out).
+#   scripts/gpu_check.sh [all|test|sanitize|bench]...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_check_out}
+mkdir -p "$OUT"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(all)
+want() { for s in "${steps[@]}"; do [ "$s" = all ] || [ "$s" = "$1" ] && return 0; done; return 1; }
+
+export PATH=/usr/local/cuda/bin:$PATH
+deps=$PWD/.deps/usr
+[ -d "$deps" ] || { echo "gpu_check: .deps/ is missing: run scripts/stage_deps.sh here and carry .deps"; exit 2; }
+# cuDNN ships inside the Python venv's nvidia packages there, not under /usr/local/cuda.
+cudnn_lib=$(find / -path /proc -prune -o -name 'libcudnn.so.9' -print 2>/dev/null | head -1)
+cudnn_args=()
+if [ -n "$cudnn_lib" ]; then
+  cudnn_dir=$(dirname "$cudnn_lib")
+  cudnn_args=(-DISRN_CUDNN_LIB="$cudnn_lib" -DISRN_CUDNN_INCLUDE="$(dirname "$cudnn_dir")/include")
+  export LD_LIBRARY_PATH=$cudnn_dir:${LD_LIBRARY_PATH:-}
+fi
+export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+git rev-parse --short HEAD 2>/dev/null | tee -a "$OUT/device.txt"
+
+status=0
+set -o pipefail
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DISRN_WITH_CUDA=ON -DCMAKE_PREFIX_PATH="$deps" \
+      -DCMAKE_CXX_FLAGS="-isystem $deps/include" "${cudnn_args[@]}" 2>&1 | tail -5 | tee "$OUT/configure.log" || exit 3
+cmake --build build-gpu -j16 2>&1 | tee "$OUT/build.log" | grep -E 'error|warning: .*cuda' | head -50
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu_check: build failed"; tail -40 "$OUT/build.log"; exit 4; }
+
+if want test; then
+  (cd build-gpu && ctest -j8 --output-on-failure --timeout 600 2>&1) | tee "$OUT/ctest.log" | tail -25
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # The doctest summary of the CUDA-only run, so it is plain that the CUDA cases executed.
+  ISRN_TEST_DEVICE=cuda ./build-gpu/tests/isrn_tests 2>&1 | tail -4 | tee "$OUT/cuda_cases.log"
+fi
+if want sanitize; then
+  # Direct cudaMalloc per tensor so memcheck sees every allocation's bounds.
+  ISRN_CUDA_NO_CACHE=1 ISRN_TEST_DEVICE=cuda compute-sanitizer --tool memcheck --leak-check full \
+    --error-exitcode 9 ./build-gpu/tests/isrn_tests -tce='*consumer*' 2>&1 | tail -30 | tee "$OUT/sanitizer.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+if want bench; then
+  if [ -x build-gpu/bench/isrn_bench ]; then
+    ./build-gpu/bench/isrn_bench --benchmark_filter='cuda' --benchmark_format=json \
+      --benchmark_out="$OUT/bench_cuda.json" 2>&1 | tail -60 | tee "$OUT/bench.log"
+    if [ -f bench/compare_pytorch.py ]; then
+      python3 bench/compare_pytorch.py --device cuda --isrn-json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/compare.log"
+    fi
+  fi
+fi
+exit $status
