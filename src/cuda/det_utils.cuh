@@ -25,15 +25,30 @@ struct IntDivider {
     const uint64_t m = ((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d)) / d + 1;
     multiplier = static_cast<uint32_t>(m);
   }
-  __device__ __forceinline__ uint32_t div(uint32_t n) const {
+  __host__ __device__ __forceinline__ uint32_t div(uint32_t n) const {
+#ifdef __CUDA_ARCH__
     const uint32_t t = __umulhi(n, multiplier);
+#else
+    const uint32_t t = static_cast<uint32_t>((uint64_t{n} * multiplier) >> 32);
+#endif
     return (t + n) >> shift;
   }
-  __device__ __forceinline__ void divmod(uint32_t n, uint32_t& q, uint32_t& r) const {
+  __host__ __device__ __forceinline__ void divmod(uint32_t n, uint32_t& q, uint32_t& r) const {
     q = div(n);
     r = n - q * divisor;
   }
 };
+
+// A read-only global load through the non-coherent cache on the device; a plain load on the host
+// (the operand loaders are host-callable so their index math can be exercised without a GPU).
+template <typename T>
+__host__ __device__ __forceinline__ T load_ro(const T* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
 
 // Sum of a value over a full warp; every lane gets the result.
 template <typename T>
