@@ -89,6 +89,7 @@ __global__ void gn_stats_partial_kernel(const T* __restrict__ x, int64_t segment
   double sum = 0.0, sq = 0.0;
   if constexpr (VEC) {
     const float4* x4 = reinterpret_cast<const float4*>(xs);
+#pragma unroll 4
     for (int64_t i = begin / 4 + threadIdx.x; i < end / 4; i += blockDim.x) {
       const float4 v = x4[i];
       sum += double(v.x) + double(v.y) + double(v.z) + double(v.w);
@@ -188,6 +189,7 @@ __global__ void gn_backward_partial_kernel(const T* __restrict__ dy, const T* __
     const float4* dy4 = reinterpret_cast<const float4*>(dy + off);
     const float4* x4 = reinterpret_cast<const float4*>(x + off);
     const float4* y4 = y ? reinterpret_cast<const float4*>(y + off) : nullptr;
+#pragma unroll 4
     for (int64_t i = begin / 4 + threadIdx.x; i < end / 4; i += blockDim.x) {
       float4 g = dy4[i];
       const float4 v = x4[i];
@@ -312,9 +314,10 @@ __global__ void gn_backward_apply_kernel(const T* __restrict__ dy, const T* __re
   }
 }
 
-// Chunks per segment so that about four blocks per SM are in flight, each reducing ≥ kMinChunk.
+// Chunks per segment so that about eight blocks per SM are in flight (enough loads in flight to
+// approach copy bandwidth), each reducing at least kMinChunk elements.
 void plan_chunks(int64_t segments, int64_t segment_len, int& chunks, int64_t& chunk_len) {
-  const int64_t want = std::max<int64_t>(1, (4 * int64_t(det::multiprocessor_count()) + segments - 1) / segments);
+  const int64_t want = std::max<int64_t>(1, (8 * int64_t(det::multiprocessor_count()) + segments - 1) / segments);
   const int64_t by_size = std::max<int64_t>(1, segment_len / kMinChunk);
   const int64_t c = std::min<int64_t>({want, by_size, 1024});
   chunk_len = (segment_len + c - 1) / c;
