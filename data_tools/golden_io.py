@@ -28,7 +28,7 @@ def write_safetensors(path, tensors, metadata=None):
         value = tensors[name]
         if hasattr(value, "detach"):
             value = value.detach().cpu().numpy()
-        arr = np.ascontiguousarray(value)
+        arr = np.asarray(value, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape [1]
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": _DTYPES[arr.dtype], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(data)]}

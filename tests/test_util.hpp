@@ -40,8 +40,8 @@ inline std::vector<Device> devices() {
 #define ISRN_REQUIRE_CUDA()                                                                   \
   do {                                                                                        \
     if (!::isrn::cuda_available()) {                                                          \
-      MESSAGE("skipped: needs a CUDA GPU (" << (::isrn::cuda_built() ? "none present" : "no CUDA backend") \
-                                            << ")");                                          \
+      MESSAGE("skipped: needs a CUDA GPU ("                                                    \
+              << std::string(::isrn::cuda_built() ? "none present" : "no CUDA backend") << ")");  \
       return;                                                                                 \
     }                                                                                         \
   } while (0)

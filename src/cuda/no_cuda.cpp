@@ -1,7 +1,11 @@
 // Built instead of src/cuda/*.cu when isrn has no CUDA backend: every CUDA entry point throws an
 // isrn::Error that says so, and the runtime reports no devices.
+#include <atomic>
+#include <cstdlib>
+
 #include "backend.hpp"
 #include "isrn/cuda/conv.hpp"
+#include "isrn/cuda/runtime.hpp"
 
 namespace isrn {
 namespace {
@@ -33,5 +37,48 @@ void deallocate(void*, int) {}
 void memcpy(void*, Device, const void*, Device, size_t) { no_cuda("copy"); }
 int device_count() { return 0; }
 }  // namespace cuda_runtime
+
+// The user-facing CUDA controls exist in every build: no device memory, so nothing to report or release.
+namespace cuda {
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak_stats(int) {}
+void empty_cache() {}
+bool caching_enabled() { return false; }
+
+namespace {
+std::atomic<bool> tf32_allowed{false};  // remembered so the getter agrees with the setter; nothing reads it
+}
+void set_allow_tf32(bool allow) { tf32_allowed.store(allow); }
+bool allow_tf32() { return tf32_allowed.load(); }
+
+namespace {
+constexpr size_t kHostAlignment = 64;
+}
+PinnedBuffer::PinnedBuffer(size_t nbytes) : nbytes_(nbytes) {
+  if (nbytes == 0) return;
+  data_ = std::aligned_alloc(kHostAlignment, (nbytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment);
+  ISRN_CHECK(data_ != nullptr, "[pinned buffer] out of host memory allocating ", nbytes, " bytes");
+}
+void PinnedBuffer::release() noexcept {
+  std::free(data_);
+  data_ = nullptr;
+  nbytes_ = 0;
+}
+PinnedBuffer::~PinnedBuffer() { release(); }
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept : data_(other.data_), nbytes_(other.nbytes_) {
+  other.data_ = nullptr;
+  other.nbytes_ = 0;
+}
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = other.data_;
+    nbytes_ = other.nbytes_;
+    other.data_ = nullptr;
+    other.nbytes_ = 0;
+  }
+  return *this;
+}
+}  // namespace cuda
 
 }  // namespace isrn

@@ -8,6 +8,7 @@
 namespace isrn {
 
 // Pairwise IoU [N,M]. plus_one: widths are x2 - x1 + 1 (the pixel convention of the SRN NMS).
+// An inverted side counts as 0, and a zero union gives IoU 0 (not NaN).
 Tensor box_iou(const Tensor& a, const Tensor& b, bool plus_one = false);
 // Centre/size deltas of `boxes` against `reference` (both [N,4]) divided by the variances:
 // dx = (cx_b - cx_r) / w_r / v0, dw = log(w_b / w_r) / v2, widths x2 - x1.
@@ -18,7 +19,8 @@ Tensor decode_boxes(const Tensor& deltas, const Tensor& reference,
                     const std::array<double, 4>& variances = {0.1, 0.1, 0.2, 0.2},
                     double max_log_scale = 4.135166556742356 /* log(1000/16) */);
 // Greedy NMS: kept indices (int64) in descending score order; equal scores keep the lower index
-// first. A box is suppressed when its IoU with a kept box is > iou_threshold.
+// first; NaN scores sort last. A box is suppressed when its IoU with a kept box is > iou_threshold
+// (compared in double).
 Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold, bool plus_one = false);
 
 // Per-anchor best ground truth and per-ground-truth best anchor, without the [A,G] matrix:
