@@ -576,7 +576,7 @@ TEST_CASE("cuda sigmoid_focal_loss: elementwise, summed and gradient against the
   check_focal({3, 77, 5}, -6, 6, true, true, 0.25, 2.0, 2, true);
   check_focal({4097}, -20, 20, false, true, 0.25, 1.5, 3, true);
   check_focal({513}, -4, 4, true, false, 0.5, 0.0, 4, true);   // γ = 0: weighted BCE
-  check_focal({257}, -4, 4, false, false, -1.0, 2.0, 5, false); // α < 0: no class weighting
+  check_focal({257}, -4, 4, false, false, -1.0, 2.0, 5, true);  // α < 0: no class weighting
   check_focal({200000}, -8, 8, false, true, 0.25, 2.0, 6, true); // many blocks in the sum
 }
 
@@ -596,21 +596,39 @@ TEST_CASE("cuda sigmoid_focal_loss: logits at ±300 stay finite") {
   CHECK(empty_sum.item<float>() == 0.0f);
 }
 
+TEST_CASE("cuda sigmoid_focal_loss: per-anchor weights broadcast over classes (a stride-0 view)") {
+  ISRN_REQUIRE_CUDA();
+  const Tensor x = on_cuda(test::random({9, 4}, 31, -5, 5, DType::Float32));
+  const Tensor t = on_cuda(test::random({9, 4}, 32, 0, 1, DType::Float32));
+  const Tensor w_anchor = on_cuda(test::random({9, 1}, 33, 0, 2, DType::Float32));
+  const Tensor w_view = w_anchor.expand({9, 4});
+  REQUIRE(w_view.stride(1) == 0);
+  Tensor l_view = nan_cuda({9, 4}), g_view = nan_cuda({9, 4}), l_full = nan_cuda({9, 4}), g_full = nan_cuda({9, 4});
+  cuda::sigmoid_focal_loss(x, t, w_view, 0.25, 2.0, l_view, g_view);
+  cuda::sigmoid_focal_loss(x, t, w_view.contiguous(), 0.25, 2.0, l_full, g_full);
+  check_close(l_view, l_full, 0, 0, "loss, broadcast weights");
+  check_close(g_view, g_full, 0, 0, "gradient, broadcast weights");
+}
+
 // =================================================================================================
 // Boxes
 // =================================================================================================
 
 namespace {
 
-// The IoU exactly as the kernels evaluate it (every operation rounded in T, no FMA), so IoU
-// thresholds and ties compare identically.
+// The IoU as the kernels evaluate it (include/isrn/kernels/box.hpp: an inverted side counts as 0,
+// a zero union gives 0; every operation rounded in T, no FMA), so thresholds and ties compare
+// identically.
+template <typename T>
+T side_ref(T lo, T hi, T one) {
+  return std::max(hi - lo + one, T(0));
+}
 template <typename T>
 T iou_ref(const T* a, const T* b, T one) {
-  const T area_a = (a[2] - a[0] + one) * (a[3] - a[1] + one);
-  const T area_b = (b[2] - b[0] + one) * (b[3] - b[1] + one);
-  const T iw = std::min(a[2], b[2]) - std::max(a[0], b[0]) + one;
-  const T ih = std::min(a[3], b[3]) - std::max(a[1], b[1]) + one;
-  const T inter = std::max(iw, T(0)) * std::max(ih, T(0));
+  const T area_a = side_ref(a[0], a[2], one) * side_ref(a[1], a[3], one);
+  const T area_b = side_ref(b[0], b[2], one) * side_ref(b[1], b[3], one);
+  const T inter = side_ref(std::max(a[0], b[0]), std::min(a[2], b[2]), one) *
+                  side_ref(std::max(a[1], b[1]), std::min(a[3], b[3]), one);
   const T uni = area_a + area_b - inter;
   return uni > T(0) ? inter / uni : T(0);
 }
@@ -629,11 +647,16 @@ std::vector<float> random_boxes(int64_t n, uint64_t seed, double canvas, double 
   return out;
 }
 
-std::vector<int64_t> nms_ref(const std::vector<float>& boxes, const std::vector<float>& scores, float threshold,
+// Greedy NMS as the contract states it: score descending, ties by index, NaN scores last;
+// suppress when the IoU, compared in double, exceeds the threshold.
+std::vector<int64_t> nms_ref(const std::vector<float>& boxes, const std::vector<float>& scores, double threshold,
                              bool plus_one) {
   std::vector<int64_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (std::isnan(scores[a]) != std::isnan(scores[b])) return std::isnan(scores[b]);
+    return scores[a] > scores[b];
+  });
   std::vector<int64_t> kept;
   std::vector<char> removed(scores.size(), 0);
   const float one = plus_one ? 1.0f : 0.0f;
@@ -641,20 +664,23 @@ std::vector<int64_t> nms_ref(const std::vector<float>& boxes, const std::vector<
     if (removed[i]) continue;
     kept.push_back(order[i]);
     for (size_t j = i + 1; j < order.size(); ++j)
-      if (!removed[j] && iou_ref(&boxes[4 * order[i]], &boxes[4 * order[j]], one) > threshold) removed[j] = 1;
+      if (!removed[j] && double(iou_ref(&boxes[4 * order[i]], &boxes[4 * order[j]], one)) > threshold) removed[j] = 1;
   }
   return kept;
 }
 
-void check_nms(int64_t n, uint64_t seed, int score_levels, float threshold, bool plus_one, bool compare_cpu) {
+void check_nms(int64_t n, uint64_t seed, int score_levels, double threshold, bool plus_one, bool with_nan = false) {
   CAPTURE(n);
   CAPTURE(plus_one);
   CAPTURE(threshold);
   const std::vector<float> boxes = random_boxes(n, seed, 1024, 8, 160);
   Generator gen(seed + 1);
   std::vector<float> scores(n);
-  // Few distinct levels make many exact ties, which must keep the lower index first.
+  // Few distinct levels make many exact ties, which must keep the lower index first; −0 and +0 tie.
   for (float& s : scores) s = float(std::floor(gen.uniform() * score_levels)) / float(score_levels);
+  if (n > 2) scores[n / 2] = -0.0f;
+  if (with_nan)
+    for (int64_t i = 0; i < n; i += 7) scores[i] = std::numeric_limits<float>::quiet_NaN();
   const std::vector<int64_t> expected = nms_ref(boxes, scores, threshold, plus_one);
   const Tensor bt = from_vector(boxes, {n, 4}), st = from_vector(scores, {n});
   const Tensor kept = cuda::nms(on_cuda(bt), on_cuda(st), threshold, plus_one);
@@ -662,7 +688,7 @@ void check_nms(int64_t n, uint64_t seed, int score_levels, float threshold, bool
   CHECK(kept.dtype() == DType::Int64);
   const std::vector<int64_t> got = kept.to_vector<int64_t>();
   CHECK_MESSAGE(got == expected, "cuda kept ", got.size(), " boxes, the reference ", expected.size());
-  if (compare_cpu) CHECK(cpu::nms(bt, st, threshold, plus_one).to_vector<int64_t>() == expected);
+  CHECK(cpu::nms(bt, st, threshold, plus_one).to_vector<int64_t>() == expected);
 }
 
 }  // namespace
@@ -671,32 +697,35 @@ TEST_CASE("cuda box_iou, encode_boxes, decode_boxes against float64 references")
   ISRN_REQUIRE_CUDA();
   const int64_t n = 67, m = 131;
   std::vector<float> a = random_boxes(n, 1, 100, 0, 30), b = random_boxes(m, 2, 100, 0, 30);
-  a.insert(a.end(), {5, 5, 5, 5});  // a degenerate box: IoU 0 (not NaN) without +1
-  const Tensor at = from_vector(a, {n + 1, 4});
+  a.insert(a.end(), {5, 5, 5, 5});      // a degenerate box: IoU 0 (not NaN) without +1
+  a.insert(a.end(), {40, 40, 30, 45});  // an inverted side counts as 0
+  const int64_t na = n + 2;
+  const Tensor at = from_vector(a, {na, 4});
   // b stored transposed, so the kernels read a strided view.
   const Tensor bt = from_vector(b, {m, 4}).transpose(0, 1).contiguous().transpose(0, 1);
   const Tensor bd = on_cuda(bt.transpose(0, 1).contiguous()).transpose(0, 1);
   REQUIRE(!bd.is_contiguous());
   for (bool plus_one : {false, true}) {
     CAPTURE(plus_one);
-    Tensor out = nan_cuda({n + 1, m});
+    Tensor out = nan_cuda({na, m});
     cuda::box_iou(on_cuda(at), bd, plus_one, out);
     std::vector<double> ref;
     const double one = plus_one ? 1 : 0;
-    for (int64_t i = 0; i <= n; ++i)
+    for (int64_t i = 0; i < na; ++i)
       for (int64_t j = 0; j < m; ++j) {
         const double ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
         const double bx1 = b[4 * j], by1 = b[4 * j + 1], bx2 = b[4 * j + 2], by2 = b[4 * j + 3];
         const double iw = std::max(0.0, std::min(ax2, bx2) - std::max(ax1, bx1) + one);
         const double ih = std::max(0.0, std::min(ay2, by2) - std::max(ay1, by1) + one);
-        const double uni = (ax2 - ax1 + one) * (ay2 - ay1 + one) + (bx2 - bx1 + one) * (by2 - by1 + one) - iw * ih;
+        const double area_a = std::max(0.0, ax2 - ax1 + one) * std::max(0.0, ay2 - ay1 + one);
+        const double uni = area_a + (bx2 - bx1 + one) * (by2 - by1 + one) - iw * ih;
         ref.push_back(uni > 0 ? iw * ih / uni : 0.0);
       }
     // Integer coordinates below 2^24 make every float32 step exact but the division: 1 ulp.
-    check_close(out, from_vector(ref, {n + 1, m}), 1e-6, 1e-7, "box_iou");
-    Tensor cpu_out = empty({n + 1, m});
+    check_close(out, from_vector(ref, {na, m}), 1e-6, 1e-7, "box_iou");
+    Tensor cpu_out = empty({na, m});
     cpu::box_iou(at, bt, plus_one, cpu_out);
-    check_close(out, cpu_out, 1e-6, 1e-7, "box_iou cuda vs cpu");
+    check_close(out, cpu_out, 0, 0, "box_iou cuda vs cpu (same rounded operations)");
   }
 
   // Encode then decode against the formulas of SPEC §6.3 in float64.
@@ -731,14 +760,14 @@ TEST_CASE("cuda box_iou, encode_boxes, decode_boxes against float64 references")
   check_close(clamped, {5 - 20, 10 - 40, 5 + 20, 10 + 40}, 1e-6, 1e-5, "decode clamps dw and dh");
 }
 
-TEST_CASE("cuda nms: ties, thresholds and both IoU conventions against a greedy reference") {
+TEST_CASE("cuda nms: ties, NaN scores, thresholds and both IoU conventions against a greedy reference") {
   ISRN_REQUIRE_CUDA();
-  check_nms(1, 1, 10, 0.5f, false, true);
-  check_nms(63, 2, 5, 0.4f, true, true);
-  check_nms(64, 3, 5, 0.4f, false, true);
-  check_nms(65, 4, 3, 0.3f, true, true);
-  check_nms(2000, 5, 50, 0.4f, true, true);
-  check_nms(3001, 6, 1000, 0.5f, false, true);
+  check_nms(1, 1, 10, 0.5, false);
+  check_nms(63, 2, 5, 0.4, true);
+  check_nms(64, 3, 5, 0.4, false, true);
+  check_nms(65, 4, 3, 0.3, true, true);
+  check_nms(2000, 5, 50, 0.4, true);
+  check_nms(3001, 6, 1000, 0.5, false, true);
   const Tensor none = cuda::nms(on_cuda(zeros({0, 4})), on_cuda(zeros({0})), 0.5, false);
   CHECK(none.numel() == 0);
   CHECK(none.device() == kCuda);
@@ -746,7 +775,7 @@ TEST_CASE("cuda nms: ties, thresholds and both IoU conventions against a greedy 
 
 TEST_CASE("cuda nms: 40,000 boxes (a 200 MB mask) against the reference and the CPU kernel") {
   ISRN_REQUIRE_CUDA();
-  check_nms(40000, 7, 100000, 0.4f, true, true);
+  check_nms(40000, 7, 100000, 0.4, true);
 }
 
 TEST_CASE("cuda nms: too many boxes for the on-device sweep is an error") {

@@ -1,10 +1,11 @@
 // CUDA box ops: pairwise IoU, box encode/decode, greedy NMS (bitmask, as torchvision, with the
 // suppression sweep kept on the device) and fused anchor matching (no [A, G] matrix).
 //
-// Conventions (SPEC.md §6.3): boxes are (x1, y1, x2, y2); widths are x2 − x1, or x2 − x1 + 1 with
-// plus_one (the IoU of the SRN NMS). The IoU is computed with explicitly rounded operations (no
-// contraction into FMAs), so two kernels computing the IoU of the same pair agree bit for bit —
-// anchor matching relies on that — and the result equals a plain IEEE evaluation on the CPU.
+// The formulas are the shared ones of include/isrn/kernels/box.hpp (SPEC.md §6.3). The IoU is
+// evaluated through them on a number type whose operations are explicitly rounded, so nvcc cannot
+// contract them into FMAs: two kernels computing the IoU of the same pair then agree bit for bit
+// (anchor matching relies on that), and so does the CPU, which evaluates the same expressions
+// without contraction — NMS keeps exactly the boxes the CPU keeps.
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
@@ -12,25 +13,45 @@
 
 #include "cuda/common.cuh"
 #include "cuda/det_utils.cuh"
-#include "isrn/kernels/scalar_math.hpp"
+#include "isrn/kernels/box.hpp"
 
 namespace isrn::cuda {
 namespace {
 
 constexpr int kBlock = 256;
 
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+// A float or double whose arithmetic is rounded as written (no contraction into FMAs).
+template <typename T>
+struct Rounded {
+  T v;
+  Rounded() = default;
+  __host__ __device__ constexpr Rounded(T x) : v(x) {}
+#ifdef __CUDA_ARCH__
+  __device__ friend Rounded operator+(Rounded a, Rounded b) {
+    if constexpr (std::is_same_v<T, float>) return __fadd_rn(a.v, b.v); else return __dadd_rn(a.v, b.v);
+  }
+  __device__ friend Rounded operator-(Rounded a, Rounded b) {
+    if constexpr (std::is_same_v<T, float>) return __fsub_rn(a.v, b.v); else return __dsub_rn(a.v, b.v);
+  }
+  __device__ friend Rounded operator*(Rounded a, Rounded b) {
+    if constexpr (std::is_same_v<T, float>) return __fmul_rn(a.v, b.v); else return __dmul_rn(a.v, b.v);
+  }
+  __device__ friend Rounded operator/(Rounded a, Rounded b) {
+    if constexpr (std::is_same_v<T, float>) return __fdiv_rn(a.v, b.v); else return __ddiv_rn(a.v, b.v);
+  }
+#else
+  friend Rounded operator+(Rounded a, Rounded b) { return a.v + b.v; }
+  friend Rounded operator-(Rounded a, Rounded b) { return a.v - b.v; }
+  friend Rounded operator*(Rounded a, Rounded b) { return a.v * b.v; }
+  friend Rounded operator/(Rounded a, Rounded b) { return a.v / b.v; }
+#endif
+  __host__ __device__ friend bool operator>(Rounded a, Rounded b) { return a.v > b.v; }
+  __host__ __device__ friend bool operator<(Rounded a, Rounded b) { return a.v < b.v; }
+};
 
 template <typename T>
 struct Box {
-  T x1, y1, x2, y2;
+  T c[4];  // x1, y1, x2, y2
 };
 
 // A [N, 4] box tensor with any strides.
@@ -40,7 +61,7 @@ struct BoxView {
   int64_t row, col;
   __device__ __forceinline__ Box<T> operator[](int64_t i) const {
     const T* b = p + i * row;
-    return {b[0], b[col], b[2 * col], b[3 * col]};
+    return {{b[0], b[col], b[2 * col], b[3 * col]}};
   }
 };
 
@@ -49,58 +70,35 @@ BoxView<T> view_of(const Tensor& t) {
   return {t.data_ptr<T>(), t.stride(0), t.stride(1)};
 }
 
-// IoU with areas (x2 − x1 + one)(y2 − y1 + one); 0 when the union is not positive (degenerate
-// boxes), never NaN. Every operation rounded as written.
+// kernels::box_iou_pair with every operation rounded as written.
 template <typename T>
-__device__ __forceinline__ T iou(const Box<T>& a, const Box<T>& b, T one) {
-  const T area_a = mul_rn(add_rn(sub_rn(a.x2, a.x1), one), add_rn(sub_rn(a.y2, a.y1), one));
-  const T area_b = mul_rn(add_rn(sub_rn(b.x2, b.x1), one), add_rn(sub_rn(b.y2, b.y1), one));
-  const T iw = add_rn(sub_rn(a.x2 < b.x2 ? a.x2 : b.x2, a.x1 > b.x1 ? a.x1 : b.x1), one);
-  const T ih = add_rn(sub_rn(a.y2 < b.y2 ? a.y2 : b.y2, a.y1 > b.y1 ? a.y1 : b.y1), one);
-  const T inter = mul_rn(iw > T(0) ? iw : T(0), ih > T(0) ? ih : T(0));
-  const T uni = sub_rn(add_rn(area_a, area_b), inter);
-  return uni > T(0) ? div_rn(inter, uni) : T(0);
+__device__ __forceinline__ T iou(const Box<T>& a, const Box<T>& b, bool plus_one) {
+  const Rounded<T> ra[4] = {a.c[0], a.c[1], a.c[2], a.c[3]}, rb[4] = {b.c[0], b.c[1], b.c[2], b.c[3]};
+  return kernels::box_iou_pair(ra, rb, plus_one).v;
 }
 
 // --- box_iou, encode, decode ---------------------------------------------------------------------
 
 template <typename T>
-__global__ void box_iou_kernel(BoxView<T> a, BoxView<T> b, int64_t m, T one, int64_t total, T* __restrict__ out) {
-  ISRN_CUDA_KERNEL_LOOP(k, total) { out[k] = iou(a[k / m], b[k % m], one); }
+__global__ void box_iou_kernel(BoxView<T> a, BoxView<T> b, int64_t m, bool plus_one, int64_t total,
+                               T* __restrict__ out) {
+  ISRN_CUDA_KERNEL_LOOP(k, total) { out[k] = iou(a[k / m], b[k % m], plus_one); }
 }
 
 template <typename T>
-__global__ void encode_kernel(BoxView<T> boxes, BoxView<T> ref, T v0, T v1, T v2, T v3, int64_t n,
-                              T* __restrict__ out) {
+__global__ void encode_kernel(BoxView<T> boxes, BoxView<T> ref, Box<T> variances, int64_t n, T* __restrict__ out) {
   ISRN_CUDA_KERNEL_LOOP(i, n) {
     const Box<T> g = boxes[i], r = ref[i];
-    const T wr = r.x2 - r.x1, hr = r.y2 - r.y1, wg = g.x2 - g.x1, hg = g.y2 - g.y1;
-    const T cxr = r.x1 + T(0.5) * wr, cyr = r.y1 + T(0.5) * hr;
-    const T cxg = g.x1 + T(0.5) * wg, cyg = g.y1 + T(0.5) * hg;
-    T* o = out + 4 * i;
-    o[0] = (cxg - cxr) / wr / v0;
-    o[1] = (cyg - cyr) / hr / v1;
-    o[2] = kernels::log_(wg / wr) / v2;
-    o[3] = kernels::log_(hg / hr) / v3;
+    kernels::encode_box(g.c, r.c, variances.c, out + 4 * i);
   }
 }
 
 template <typename T>
-__global__ void decode_kernel(BoxView<T> deltas, BoxView<T> ref, T v0, T v1, T v2, T v3, T max_log_scale, int64_t n,
+__global__ void decode_kernel(BoxView<T> deltas, BoxView<T> ref, Box<T> variances, T max_log_scale, int64_t n,
                               T* __restrict__ out) {
   ISRN_CUDA_KERNEL_LOOP(i, n) {
     const Box<T> d = deltas[i], r = ref[i];
-    const T wr = r.x2 - r.x1, hr = r.y2 - r.y1;
-    const T cxr = r.x1 + T(0.5) * wr, cyr = r.y1 + T(0.5) * hr;
-    const T dx = d.x1 * v0, dy = d.y1 * v1;
-    const T dw = kernels::min_(d.x2 * v2, max_log_scale), dh = kernels::min_(d.y2 * v3, max_log_scale);
-    const T cx = dx * wr + cxr, cy = dy * hr + cyr;
-    const T w = kernels::exp_(dw) * wr, h = kernels::exp_(dh) * hr;
-    T* o = out + 4 * i;
-    o[0] = cx - T(0.5) * w;
-    o[1] = cy - T(0.5) * h;
-    o[2] = cx + T(0.5) * w;
-    o[3] = cy + T(0.5) * h;
+    kernels::decode_box(d.c, r.c, variances.c, max_log_scale, out + 4 * i);
   }
 }
 
@@ -108,13 +106,35 @@ __global__ void decode_kernel(BoxView<T> deltas, BoxView<T> ref, T v0, T v1, T v
 
 constexpr int kNmsTile = 64;  // boxes per mask word
 
-// Sort keys: the scores with −0 turned into +0 (radix sort orders by bits, so −0 would sort below
-// +0 while the CPU sort treats them as equal), and the original indices as values.
+// Sort keys: the scores as unsigned integers that order like the values (sign bit flipped for
+// positives, all bits for negatives), with −0 folded into +0 (the CPU's comparison treats them as
+// equal) and NaN mapped to 0, below −inf, so NaN scores are visited last. Values: the indices.
 template <typename T>
-__global__ void nms_prepare_kernel(const T* __restrict__ scores, int64_t n, T* __restrict__ keys,
+struct OrderedKey;
+template <>
+struct OrderedKey<float> {
+  using type = unsigned int;
+  __device__ static type of(float v) {
+    if (v != v) return 0u;
+    const type b = __float_as_uint(v + 0.0f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  }
+};
+template <>
+struct OrderedKey<double> {
+  using type = unsigned long long;
+  __device__ static type of(double v) {
+    if (v != v) return 0ull;
+    const type b = static_cast<type>(__double_as_longlong(v + 0.0));
+    return (b & 0x8000000000000000ull) ? ~b : (b | 0x8000000000000000ull);
+  }
+};
+
+template <typename T>
+__global__ void nms_prepare_kernel(const T* __restrict__ scores, int64_t n, typename OrderedKey<T>::type* __restrict__ keys,
                                    int32_t* __restrict__ index) {
   ISRN_CUDA_KERNEL_LOOP(i, n) {
-    keys[i] = scores[i] + T(0);
+    keys[i] = OrderedKey<T>::of(scores[i]);
     index[i] = static_cast<int32_t>(i);
   }
 }
@@ -124,14 +144,14 @@ __global__ void nms_gather_kernel(const T* __restrict__ boxes, const int32_t* __
                                   Box<T>* __restrict__ sorted) {
   ISRN_CUDA_KERNEL_LOOP(i, n) {
     const T* b = boxes + 4 * int64_t(order[i]);
-    sorted[i] = {b[0], b[1], b[2], b[3]};
+    sorted[i] = {{b[0], b[1], b[2], b[3]}};
   }
 }
 
 // mask[i · words + w] bit j: box i (sorted order) overlaps box 64·w + j > i by more than the
 // threshold. Only blocks on or above the diagonal run; the sweep never reads the others.
 template <typename T>
-__global__ void nms_mask_kernel(const Box<T>* __restrict__ boxes, int n, int words, T threshold, T one,
+__global__ void nms_mask_kernel(const Box<T>* __restrict__ boxes, int n, int words, double threshold, bool plus_one,
                                 unsigned long long* __restrict__ mask) {
   const int row_block = blockIdx.y, col_block = blockIdx.x;
   if (col_block < row_block) return;
@@ -146,7 +166,7 @@ __global__ void nms_mask_kernel(const Box<T>* __restrict__ boxes, int n, int wor
   unsigned long long bits = 0;
   const int start = row_block == col_block ? threadIdx.x + 1 : 0;
   for (int j = start; j < col_count; ++j)
-    if (iou(b, cols[j], one) > threshold) bits |= 1ULL << j;
+    if (kernels::iou_suppresses(iou(b, cols[j], plus_one), threshold)) bits |= 1ULL << j;
   mask[int64_t(row) * words + col_block] = bits;
 }
 
@@ -199,20 +219,22 @@ __global__ void nms_sweep_kernel(const unsigned long long* __restrict__ mask, co
 
 // --- anchor matching ----------------------------------------------------------------------------
 
-// IoU bit patterns: for non-negative floats the unsigned bit pattern orders like the value.
+// IoU bit patterns: for non-negative floats the unsigned bit pattern orders like the value. A NaN
+// IoU (from NaN coordinates) never wins, as in the CPU kernel: it counts as 0 in the maximum and
+// never equals it.
 template <typename T>
 struct IouBits;
 template <>
 struct IouBits<float> {
   using type = unsigned int;
-  __device__ static type of(float v) { return __float_as_uint(v); }
+  __device__ static type of(float v) { return v == v ? __float_as_uint(v) : 0u; }
   __device__ static float value(type b) { return __uint_as_float(b); }
   __device__ static type warp_max(type v) { return __reduce_max_sync(0xffffffffu, v); }
 };
 template <>
 struct IouBits<double> {
   using type = unsigned long long;
-  __device__ static type of(double v) { return static_cast<type>(__double_as_longlong(v)); }
+  __device__ static type of(double v) { return v == v ? static_cast<type>(__double_as_longlong(v)) : 0ull; }
   __device__ static double value(type b) { return __longlong_as_double(static_cast<long long>(b)); }
   __device__ static type warp_max(type v) {
 #pragma unroll
@@ -226,10 +248,11 @@ struct IouBits<double> {
 
 constexpr unsigned int kNoAnchor = 0xffffffffu;
 
-// Pass 1: per anchor, the best GT (first among ties) and its IoU; per GT, the best IoU over all
-// anchors (warp max → shared atomic → one global atomic per block and GT).
+// Pass 1: per anchor, the best GT (the lowest index among ties; −1 and IoU 0 when every IoU is
+// NaN) and its IoU; per GT, the best IoU over all anchors (warp max → shared atomic → one global
+// atomic per block and GT).
 template <typename T>
-__global__ void match_pass1_kernel(BoxView<T> anchors, int64_t num_anchors, BoxView<T> gt, int num_gt, T one,
+__global__ void match_pass1_kernel(BoxView<T> anchors, int64_t num_anchors, BoxView<T> gt, int num_gt, bool plus_one,
                                    T* __restrict__ anchor_max_iou, int64_t* __restrict__ anchor_argmax,
                                    typename IouBits<T>::type* __restrict__ gt_best_bits) {
   using Bits = typename IouBits<T>::type;
@@ -237,8 +260,8 @@ __global__ void match_pass1_kernel(BoxView<T> anchors, int64_t num_anchors, BoxV
   __shared__ Bits tile_best[kBlock];
   const int64_t a = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool valid = a < num_anchors;
-  const Box<T> box = valid ? anchors[a] : Box<T>{T(0), T(0), T(0), T(0)};
-  T best = T(0);
+  const Box<T> box = valid ? anchors[a] : Box<T>{};
+  T best = T(-1);  // below every IoU, so the first real one is taken
   int64_t best_index = -1;
   for (int g0 = 0; g0 < num_gt; g0 += kBlock) {
     const int count = ::min(kBlock, num_gt - g0);
@@ -248,8 +271,8 @@ __global__ void match_pass1_kernel(BoxView<T> anchors, int64_t num_anchors, BoxV
     }
     __syncthreads();
     for (int j = 0; j < count; ++j) {
-      const T v = valid ? iou(box, tile[j], one) : T(0);
-      if (valid && (best_index < 0 || v > best)) {
+      const T v = valid ? iou(box, tile[j], plus_one) : T(0);
+      if (valid && v > best) {
         best = v;
         best_index = g0 + j;
       }
@@ -261,14 +284,14 @@ __global__ void match_pass1_kernel(BoxView<T> anchors, int64_t num_anchors, BoxV
     __syncthreads();
   }
   if (valid) {
-    anchor_max_iou[a] = best;
+    anchor_max_iou[a] = best_index >= 0 ? best : T(0);
     anchor_argmax[a] = best_index;
   }
 }
 
 // Pass 2: per GT, the lowest anchor index whose IoU equals the best (bit-identical recomputation).
 template <typename T>
-__global__ void match_pass2_kernel(BoxView<T> anchors, int64_t num_anchors, BoxView<T> gt, int num_gt, T one,
+__global__ void match_pass2_kernel(BoxView<T> anchors, int64_t num_anchors, BoxView<T> gt, int num_gt, bool plus_one,
                                    const typename IouBits<T>::type* __restrict__ gt_best_bits,
                                    unsigned int* __restrict__ gt_best_anchor) {
   __shared__ Box<T> tile[kBlock];
@@ -276,7 +299,7 @@ __global__ void match_pass2_kernel(BoxView<T> anchors, int64_t num_anchors, BoxV
   __shared__ unsigned int tile_first[kBlock];
   const int64_t a = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool valid = a < num_anchors;
-  const Box<T> box = valid ? anchors[a] : Box<T>{T(0), T(0), T(0), T(0)};
+  const Box<T> box = valid ? anchors[a] : Box<T>{};
   for (int g0 = 0; g0 < num_gt; g0 += kBlock) {
     const int count = ::min(kBlock, num_gt - g0);
     if (threadIdx.x < count) {
@@ -286,7 +309,8 @@ __global__ void match_pass2_kernel(BoxView<T> anchors, int64_t num_anchors, BoxV
     }
     __syncthreads();
     for (int j = 0; j < count; ++j) {
-      const bool hit = valid && IouBits<T>::of(iou(box, tile[j], one)) == tile_target[j];
+      const T v = valid ? iou(box, tile[j], plus_one) : T(0);
+      const bool hit = valid && v == v && IouBits<T>::of(v) == tile_target[j];
       const unsigned int first = __reduce_min_sync(0xffffffffu, hit ? static_cast<unsigned int>(a) : kNoAnchor);
       if ((threadIdx.x & 31) == 0 && first != kNoAnchor) atomicMin(&tile_first[j], first);
     }
@@ -322,8 +346,8 @@ void box_iou(const Tensor& a, const Tensor& b, bool plus_one, Tensor& out) {
   if (total == 0) return;
   dispatch_floating(a.dtype(), "box_iou", [&](auto tag) {
     using T = decltype(tag);
-    box_iou_kernel<T><<<grid_for(total), kBlock, 0, current_stream()>>>(view_of<T>(a), view_of<T>(b), m,
-                                                                       T(plus_one ? 1 : 0), total, out.data_ptr<T>());
+    box_iou_kernel<T><<<grid_for(total), kBlock, 0, current_stream()>>>(view_of<T>(a), view_of<T>(b), m, plus_one,
+                                                                       total, out.data_ptr<T>());
     ISRN_CUDA_LAUNCH_CHECK("box_iou_kernel");
   });
 }
@@ -333,8 +357,9 @@ void encode_boxes(const Tensor& boxes, const Tensor& reference, const std::array
   if (n == 0) return;
   dispatch_floating(boxes.dtype(), "encode_boxes", [&](auto tag) {
     using T = decltype(tag);
-    encode_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(view_of<T>(boxes), view_of<T>(reference), T(v[0]),
-                                                                   T(v[1]), T(v[2]), T(v[3]), n, out.data_ptr<T>());
+    const Box<T> variances{{T(v[0]), T(v[1]), T(v[2]), T(v[3])}};
+    encode_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(view_of<T>(boxes), view_of<T>(reference), variances,
+                                                                   n, out.data_ptr<T>());
     ISRN_CUDA_LAUNCH_CHECK("encode_kernel");
   });
 }
@@ -345,9 +370,9 @@ void decode_boxes(const Tensor& deltas, const Tensor& reference, const std::arra
   if (n == 0) return;
   dispatch_floating(deltas.dtype(), "decode_boxes", [&](auto tag) {
     using T = decltype(tag);
-    decode_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(view_of<T>(deltas), view_of<T>(reference), T(v[0]),
-                                                                   T(v[1]), T(v[2]), T(v[3]), T(max_log_scale), n,
-                                                                   out.data_ptr<T>());
+    const Box<T> variances{{T(v[0]), T(v[1]), T(v[2]), T(v[3])}};
+    decode_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(view_of<T>(deltas), view_of<T>(reference), variances,
+                                                                   T(max_log_scale), n, out.data_ptr<T>());
     ISRN_CUDA_LAUNCH_CHECK("decode_kernel");
   });
 }
@@ -367,20 +392,26 @@ Tensor nms(const Tensor& boxes_in, const Tensor& scores_in, double iou_threshold
   Tensor kept_count = det::scratch({1}, DType::Int64, device);
   dispatch_floating(boxes.dtype(), "nms", [&](auto tag) {
     using T = decltype(tag);
-    Tensor keys = det::scratch({n}, boxes.dtype(), device), keys_sorted = det::scratch({n}, boxes.dtype(), device);
+    using Key = typename OrderedKey<T>::type;
+    const DType key_dtype = sizeof(Key) == 4 ? DType::Int32 : DType::Int64;
+    Tensor keys = det::scratch({n}, key_dtype, device), keys_sorted = det::scratch({n}, key_dtype, device);
     Tensor index = det::scratch({n}, DType::Int32, device), order = det::scratch({n}, DType::Int32, device);
-    nms_prepare_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(scores.data_ptr<T>(), n, keys.data_ptr<T>(),
+    auto* keys_ptr = static_cast<Key*>(keys.raw_data());
+    auto* keys_sorted_ptr = static_cast<Key*>(keys_sorted.raw_data());
+    nms_prepare_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(scores.data_ptr<T>(), n, keys_ptr,
                                                                          index.data_ptr<int32_t>());
     ISRN_CUDA_LAUNCH_CHECK("nms_prepare_kernel");
     // Radix sort is stable: equal scores keep ascending index order, the documented tie-break.
     size_t temp_bytes = 0;
-    ISRN_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
-        nullptr, temp_bytes, keys.data_ptr<T>(), keys_sorted.data_ptr<T>(), index.data_ptr<int32_t>(),
-        order.data_ptr<int32_t>(), static_cast<int>(n), 0, static_cast<int>(sizeof(T) * 8), current_stream()));
+    ISRN_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, temp_bytes, keys_ptr, keys_sorted_ptr,
+                                                              index.data_ptr<int32_t>(), order.data_ptr<int32_t>(),
+                                                              static_cast<int>(n), 0, static_cast<int>(sizeof(Key) * 8),
+                                                              current_stream()));
     Tensor temp = det::scratch({static_cast<int64_t>(std::max<size_t>(temp_bytes, 1))}, DType::UInt8, device);
-    ISRN_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
-        temp.raw_data(), temp_bytes, keys.data_ptr<T>(), keys_sorted.data_ptr<T>(), index.data_ptr<int32_t>(),
-        order.data_ptr<int32_t>(), static_cast<int>(n), 0, static_cast<int>(sizeof(T) * 8), current_stream()));
+    ISRN_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(temp.raw_data(), temp_bytes, keys_ptr, keys_sorted_ptr,
+                                                              index.data_ptr<int32_t>(), order.data_ptr<int32_t>(),
+                                                              static_cast<int>(n), 0, static_cast<int>(sizeof(Key) * 8),
+                                                              current_stream()));
     Tensor sorted = det::scratch({n, 4}, boxes.dtype(), device);
     nms_gather_kernel<T><<<grid_for(n), kBlock, 0, current_stream()>>>(
         boxes.data_ptr<T>(), order.data_ptr<int32_t>(), n, reinterpret_cast<Box<T>*>(sorted.data_ptr<T>()));
@@ -390,8 +421,7 @@ Tensor nms(const Tensor& boxes_in, const Tensor& scores_in, double iou_threshold
     const dim3 grid(static_cast<unsigned>(words), static_cast<unsigned>(words));
     nms_mask_kernel<T><<<grid, kNmsTile, 0, current_stream()>>>(reinterpret_cast<const Box<T>*>(sorted.data_ptr<T>()),
                                                                 static_cast<int>(n), static_cast<int>(words),
-                                                                static_cast<T>(iou_threshold), T(plus_one ? 1 : 0),
-                                                                mask_ptr);
+                                                                iou_threshold, plus_one, mask_ptr);
     ISRN_CUDA_LAUNCH_CHECK("nms_mask_kernel");
     nms_sweep_kernel<<<1, 1024, words * sizeof(unsigned long long), current_stream()>>>(
         mask_ptr, order.data_ptr<int32_t>(), static_cast<int>(n), static_cast<int>(words), kept.data_ptr<int64_t>(),
@@ -424,7 +454,6 @@ void match_anchors(const Tensor& anchors, const Tensor& gt, bool plus_one, Ancho
   dispatch_floating(anchors.dtype(), "match_anchors", [&](auto tag) {
     using T = decltype(tag);
     using Bits = typename IouBits<T>::type;
-    const T one = plus_one ? T(1) : T(0);
     if (num_gt == 0) {
       if (num_anchors > 0) {
         fill_no_match_kernel<T><<<grid_for(num_anchors), kBlock, 0, current_stream()>>>(
@@ -442,11 +471,11 @@ void match_anchors(const Tensor& anchors, const Tensor& gt, bool plus_one, Ancho
     if (num_anchors > 0) {
       const auto blocks = static_cast<unsigned>((num_anchors + kBlock - 1) / kBlock);
       match_pass1_kernel<T><<<blocks, kBlock, 0, current_stream()>>>(
-          view_of<T>(anchors), num_anchors, view_of<T>(gt), static_cast<int>(num_gt), one,
+          view_of<T>(anchors), num_anchors, view_of<T>(gt), static_cast<int>(num_gt), plus_one,
           result.anchor_max_iou.data_ptr<T>(), result.anchor_argmax.data_ptr<int64_t>(), bits_ptr);
       ISRN_CUDA_LAUNCH_CHECK("match_pass1_kernel");
       match_pass2_kernel<T><<<blocks, kBlock, 0, current_stream()>>>(view_of<T>(anchors), num_anchors, view_of<T>(gt),
-                                                                     static_cast<int>(num_gt), one, bits_ptr, first_ptr);
+                                                                     static_cast<int>(num_gt), plus_one, bits_ptr, first_ptr);
       ISRN_CUDA_LAUNCH_CHECK("match_pass2_kernel");
     }
     match_finish_kernel<T><<<grid_for(num_gt), kBlock, 0, current_stream()>>>(

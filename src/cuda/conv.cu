@@ -12,7 +12,6 @@
 // results are deterministic.
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -410,15 +409,6 @@ void crop_nchw(const Tensor& padded, int64_t top, int64_t left, Tensor& out) {
                                                                   out.size(3), out.data_ptr<T>(), total);
     ISRN_CUDA_LAUNCH_CHECK("conv2d crop_kernel");
   });
-}
-
-bool allow_tf32() {
-  // Until isrn has a runtime TF32 switch of its own, the environment decides (read once).
-  static const bool allowed = [] {
-    const char* env = std::getenv("ISRN_ALLOW_TF32");
-    return env && std::strcmp(env, "1") == 0;
-  }();
-  return allowed;
 }
 
 }  // namespace conv_detail

@@ -17,6 +17,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/conv_cudnn.hpp"
+#include "isrn/cuda/runtime.hpp"
 
 namespace isrn::cuda::cudnn_conv {
 namespace {
@@ -198,7 +199,7 @@ Problem problem_of(const Shape& x_shape, const Shape& w_shape, const Shape& y_sh
   p.stride_w = to_int(params.stride[1]);
   p.dil_h = to_int(params.dilation[0]);
   p.dil_w = to_int(params.dilation[1]);
-  p.tf32 = conv_detail::allow_tf32();
+  p.tf32 = cuda::allow_tf32();  // the same switch as float32 matmuls
   if (symmetric(params)) {
     p.x = x_shape;
     p.pad_h = to_int(params.padding[0]);

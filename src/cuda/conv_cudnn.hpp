@@ -20,7 +20,5 @@ namespace isrn::cuda::conv_detail {
 Tensor pad_nchw(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right);
 // The inverse window: out[n,c,h,w] = padded[n,c,h+top,w+left] for out's shape.
 void crop_nchw(const Tensor& padded, int64_t top, int64_t left, Tensor& out);
-// Whether TF32 may be used for float32 convolutions (ISRN_ALLOW_TF32=1; off by default).
-bool allow_tf32();
 
 }  // namespace isrn::cuda::conv_detail

@@ -1,51 +1,31 @@
 // CUDA sigmoid focal loss: one pass over logits/targets/weights writes the elementwise loss (or
-// per-block partial sums for the 0-d total) and the gradient. The total is reduced in two passes
-// (block partials in float64, then one block adds them in a fixed order), so it is deterministic.
+// per-block partial sums for the 0-d total) and the gradient, with the formula shared with the CPU
+// (include/isrn/kernels/focal.hpp). The total is reduced in two passes (block partials in float64,
+// then one block adds them in a fixed order), so it is deterministic.
 #include <algorithm>
 
 #include "cuda/common.cuh"
 #include "cuda/det_utils.cuh"
-#include "isrn/kernels/scalar_math.hpp"
+#include "isrn/kernels/focal.hpp"
 
 namespace isrn::cuda {
 namespace {
 
 constexpr int kBlock = 256;
 
-// The RetinaNet focal loss for a target t ∈ [0, 1] (soft targets allowed), p = σ(x):
-//   ce  = −t·log p − (1−t)·log(1−p)            (log p = log_sigmoid(x), log(1−p) = log_sigmoid(−x))
-//   m   = 1 − p_t = t·(1−p) + (1−t)·p           ((1−p) = σ(−x): no cancellation near p = 1)
-//   α_t = α·t + (1−α)·(1−t), or 1 when α < 0 (torchvision's "no weighting")
-//   loss = w·α_t·m^γ·ce
-//   d loss/dx = w·α_t·(γ·m^(γ−1)·(1−2t)·p(1−p)·ce + m^γ·(p − t)),   p − t = p(1−t) − t(1−p)
-// The first term vanishes where m = 0 (p = t exactly) or γ = 0; it is skipped there so that
-// m^(γ−1) is never evaluated at 0.
-template <typename T>
-struct FocalTerms {
-  T loss, grad;
-};
-
-template <typename T>
-__device__ __forceinline__ FocalTerms<T> focal_terms(T x, T t, T w, T alpha, T gamma) {
-  using namespace isrn::kernels;
-  const T p = sigmoid_(x), q = sigmoid_(-x);
-  const T ce = -(t * log_sigmoid_(x) + (T(1) - t) * log_sigmoid_(-x));
-  const T m = t * q + (T(1) - t) * p;
-  const T alpha_t = alpha >= T(0) ? alpha * t + (T(1) - alpha) * (T(1) - t) : T(1);
-  const T m_gamma = pow_(m, gamma);
-  T grad = m_gamma * (p * (T(1) - t) - t * q);
-  if (gamma != T(0) && m > T(0)) grad += gamma * pow_(m, gamma - T(1)) * (T(1) - T(2) * t) * (p * q) * ce;
-  return {w * alpha_t * m_gamma * ce, w * alpha_t * grad};
-}
-
 template <typename T>
 __global__ void focal_elementwise_kernel(const T* __restrict__ logits, const T* __restrict__ targets,
                                          const T* __restrict__ weights, T alpha, T gamma, int64_t n,
                                          T* __restrict__ loss, T* __restrict__ grad) {
   ISRN_CUDA_KERNEL_LOOP(i, n) {
-    const FocalTerms<T> f = focal_terms(logits[i], targets[i], weights ? weights[i] : T(1), alpha, gamma);
-    if (loss) loss[i] = f.loss;
-    if (grad) grad[i] = f.grad;
+    const T w = weights ? weights[i] : T(1);
+    if (grad) {
+      const auto f = kernels::sigmoid_focal_terms<true>(logits[i], targets[i], w, alpha, gamma);
+      grad[i] = f.grad;
+      if (loss) loss[i] = f.loss;
+    } else {
+      loss[i] = kernels::sigmoid_focal_terms<false>(logits[i], targets[i], w, alpha, gamma).loss;
+    }
   }
 }
 
@@ -58,9 +38,14 @@ __global__ void focal_partial_sum_kernel(const T* __restrict__ logits, const T* 
   __shared__ double scratch[64];
   double acc = 0.0, unused = 0.0;
   ISRN_CUDA_KERNEL_LOOP(i, n) {
-    const FocalTerms<T> f = focal_terms(logits[i], targets[i], weights ? weights[i] : T(1), alpha, gamma);
-    acc += static_cast<double>(f.loss);
-    if (grad) grad[i] = f.grad;
+    const T w = weights ? weights[i] : T(1);
+    if (grad) {
+      const auto f = kernels::sigmoid_focal_terms<true>(logits[i], targets[i], w, alpha, gamma);
+      grad[i] = f.grad;
+      acc += static_cast<double>(f.loss);
+    } else {
+      acc += static_cast<double>(kernels::sigmoid_focal_terms<false>(logits[i], targets[i], w, alpha, gamma).loss);
+    }
   }
   det::block_sum2(acc, unused, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
@@ -82,6 +67,7 @@ Tensor contiguous_input(const Tensor& t) { return t.is_contiguous() ? t : t.cont
 void sigmoid_focal_loss(const Tensor& logits_in, const Tensor& targets_in, const Tensor& weights_in, double alpha,
                         double gamma, Tensor& loss, Tensor& grad) {
   const Tensor logits = contiguous_input(logits_in), targets = contiguous_input(targets_in);
+  // A broadcast (stride-0) weight view is materialized: one extra copy of a loss-sized tensor.
   const Tensor weights = weights_in.defined() ? contiguous_input(weights_in) : Tensor();
   const int64_t n = logits.numel();
   const bool total = loss.defined() && loss.dim() == 0 && logits.dim() != 0;
