@@ -18,4 +18,6 @@
 #include "isrn/ops/reduce.hpp"
 #include "isrn/ops/resize.hpp"
 #include "isrn/ops/shape.hpp"
+#include "isrn/optim/lr_schedule.hpp"
+#include "isrn/optim/sgd.hpp"
 #include "isrn/tensor.hpp"

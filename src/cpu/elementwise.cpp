@@ -1,3 +1,5 @@
+#include <atomic>
+
 #include "backend.hpp"
 #include "cpu/strided.hpp"
 #include "isrn/kernels/scalar_math.hpp"
@@ -9,6 +11,18 @@ template <typename T>
 T& at(char* base, int64_t stride, int64_t i) {
   return *reinterpret_cast<T*>(base + i * stride);
 }
+
+// Integer division by zero would trap (SIGFPE) on the CPU: look for a zero divisor first and raise.
+template <typename T>
+void check_integer_divisor(const Tensor& b) {
+  std::atomic<bool> zero{false};
+  for_each_row<1>(b.shape(), {&b}, [&zero](RowView<1> v, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+      if (at<T>(v.data[0], v.stride[0], i) == T(0)) zero.store(true, std::memory_order_relaxed);
+  });
+  ISRN_CHECK(!zero.load(), "[div] integer division by zero");
+}
+
 }  // namespace
 
 void unary(UnaryOp op, const Tensor& x, double p0, double p1, Tensor& out) {
@@ -51,6 +65,8 @@ void unary_backward(UnaryOp op, const Tensor& grad_y, const Tensor& x, const Ten
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   dispatch_numeric(out.dtype(), "binary", [&](auto tag) {
     using T = decltype(tag);
+    if constexpr (std::is_integral_v<T>)
+      if (op == BinaryOp::Div) check_integer_divisor<T>(b);
     dispatch_binary_op(op, [&](auto op_tag) {
       constexpr BinaryOp O = decltype(op_tag)::value;
       for_each_row<3>(out.shape(), {&out, &a, &b}, [](RowView<3> v, int64_t n) {

@@ -1,7 +1,10 @@
 // Front ends of the elementwise ops: validate, broadcast, allocate, dispatch, record the gradient.
 #include "isrn/ops/elementwise.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <utility>
 
 #include "backend.hpp"
 #include "isrn/autograd/node.hpp"
@@ -67,6 +70,23 @@ bool is_integral_safe(UnaryOp op) {
   return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu || op == UnaryOp::Clamp;
 }
 
+// The values of an integer (or bool) dtype as doubles; int64's upper end is the largest double below
+// 2^63, since 2^63 - 1 itself has no double.
+std::pair<double, double> integer_range(DType t) {
+  switch (t) {
+    case DType::Int32: return {-2147483648.0, 2147483647.0};
+    case DType::Int64: return {-0x1p63, 0x1p63 - 1024.0};
+    case DType::UInt8: return {0.0, 255.0};
+    default: return {0.0, 1.0};
+  }
+}
+
+// Whether `value` converts to the integer dtype `t` without change.
+bool integer_holds(DType t, double value) {
+  const auto [lo, hi] = integer_range(t);
+  return std::trunc(value) == value && value >= lo && value <= hi;
+}
+
 }  // namespace
 
 Tensor unary(UnaryOp op, const Tensor& x, double p0, double p1) {
@@ -74,6 +94,13 @@ Tensor unary(UnaryOp op, const Tensor& x, double p0, double p1) {
   ISRN_CHECK(x.defined(), "[", name, "] undefined input");
   ISRN_CHECK(is_floating(x.dtype()) || (is_integral_safe(op) && x.dtype() != DType::Bool), "[", name,
              "] does not support dtype ", x.dtype());
+  if (op == UnaryOp::Clamp && !is_floating(x.dtype())) {
+    // An integer result lies in [ceil(lo), floor(hi)]; bounds beyond the dtype (±inf included) are
+    // saturated so that the kernels' conversion to the element type is defined.
+    const auto [lo, hi] = integer_range(x.dtype());
+    p0 = std::clamp(std::ceil(p0), lo, hi);
+    p1 = std::clamp(std::floor(p1), lo, hi);
+  }
   Tensor out = empty(x.shape(), TensorOptions(x.dtype()).device(x.device()));
   if (out.numel() > 0) ISRN_DISPATCH(x.device(), unary, op, x, p0, p1, out);
   if (!autograd::needs_grad({&x})) return out;
@@ -160,6 +187,12 @@ Tensor binary_with_scalar(BinaryOp op, const Tensor& a, double s) {
   const char* name = binary_name(op);
   ISRN_CHECK(a.defined(), "[", name, "] undefined operand");
   ISRN_CHECK(a.dtype() != DType::Bool, "[", name, "] does not support bool operands");
+  if (!is_floating(a.dtype())) {
+    // The result keeps the integer dtype, so a scalar it cannot hold would be truncated silently.
+    ISRN_CHECK(integer_holds(a.dtype(), s), "[", name, "] scalar ", s, " cannot be used with an ", a.dtype(),
+               " tensor (the result keeps the tensor's dtype; convert the tensor with .to(DType::Float32) first)");
+    ISRN_CHECK(!(op == BinaryOp::Div && s == 0.0), "[", name, "] integer division by zero");
+  }
   Tensor out = empty(a.shape(), TensorOptions(a.dtype()).device(a.device()));
   if (out.numel() > 0) ISRN_DISPATCH(a.device(), binary_scalar, op, a, s, out);
   return record(out, name, {a}, [op, s](const Tensor& g) {
@@ -187,6 +220,10 @@ Tensor compare(CompareOp op, const Tensor& a, const Tensor& b) {
 namespace {
 Tensor compare_scalar(CompareOp op, const Tensor& a, double b) {
   ISRN_CHECK(a.defined(), "[", compare_name(op), "] undefined operand");
+  // An integer tensor against a scalar its dtype cannot hold (2.5, -1 for uint8) compares by value
+  // in float64, exact for every int32/uint8/bool value and int64 up to 2^53.
+  if (!is_floating(a.dtype()) && !integer_holds(a.dtype(), b))
+    return compare(op, a.to(DType::Float64), full({}, b, TensorOptions(DType::Float64).device(a.device())));
   return compare(op, a, full({}, b, TensorOptions(a.dtype()).device(a.device())));
 }
 }  // namespace

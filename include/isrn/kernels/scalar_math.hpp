@@ -23,6 +23,21 @@ template <typename T> ISRN_HOST_DEVICE T pow_(T x, T p) { if constexpr (std::is_
 template <typename T> ISRN_HOST_DEVICE T abs_(T x) { return x < T(0) ? -x : x; }
 template <typename T> ISRN_HOST_DEVICE T max_(T a, T b) { return a > b ? a : b; }
 template <typename T> ISRN_HOST_DEVICE T min_(T a, T b) { return a < b ? a : b; }
+// NaN-propagating forms (as torch.maximum/minimum/clamp): a NaN operand wins. `x != x` is false for
+// integers, so they compile to the plain forms.
+template <typename T> ISRN_HOST_DEVICE T max_nan_(T a, T b) { return (a > b || a != a) ? a : b; }
+template <typename T> ISRN_HOST_DEVICE T min_nan_(T a, T b) { return (a < b || a != a) ? a : b; }
+// Integer division truncating toward zero that never traps: the caller reports division by zero
+// (the CPU backend raises an error; a GPU cannot), and INT_MIN / -1 wraps to INT_MIN.
+template <typename T> ISRN_HOST_DEVICE T div_(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    if (b == T(0)) return T(0);
+    if constexpr (std::is_signed_v<T>) {
+      if (b == T(-1)) return static_cast<T>(-static_cast<std::make_unsigned_t<T>>(a));
+    }
+  }
+  return a / b;
+}
 
 // Numerically stable forms: exact for |x| up to the type's range, no overflow at ±300.
 template <typename T> ISRN_HOST_DEVICE T sigmoid_(T x) {
@@ -41,8 +56,8 @@ ISRN_HOST_DEVICE T unary_forward(T x, T p0, T p1) {
   else if constexpr (Op == UnaryOp::Sqrt) return sqrt_(x);
   else if constexpr (Op == UnaryOp::Abs) return abs_(x);
   else if constexpr (Op == UnaryOp::Pow) return pow_(x, p0);
-  else if constexpr (Op == UnaryOp::Clamp) return min_(max_(x, p0), p1);
-  else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? x : T(0);
+  else if constexpr (Op == UnaryOp::Clamp) return min_nan_(max_nan_(x, p0), p1);
+  else if constexpr (Op == UnaryOp::Relu) return (x > T(0) || x != x) ? x : T(0);
   else if constexpr (Op == UnaryOp::Sigmoid) return sigmoid_(x);
   else if constexpr (Op == UnaryOp::Softplus) return softplus_(x);
   else return log_sigmoid_(x);
@@ -59,7 +74,13 @@ ISRN_HOST_DEVICE T unary_backward(T g, T x, T y, T p0, T p1) {
   else if constexpr (Op == UnaryOp::Pow) return p0 == T(0) ? T(0) : g * p0 * pow_(x, p0 - T(1));
   else if constexpr (Op == UnaryOp::Clamp) return (x >= p0 && x <= p1) ? g : T(0);  // as PyTorch: inclusive
   else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? g : T(0);
-  else if constexpr (Op == UnaryOp::Sigmoid) return g * y * (T(1) - y);
+  else if constexpr (Op == UnaryOp::Sigmoid) {
+    // e^{-|x|} / (1 + e^{-|x|})² rather than y (1 - y): no cancellation in 1 - y, so the derivative
+    // keeps full relative accuracy in the tails (y (1 - y) is 0 from |x| ≈ 37 in float64).
+    const T e = exp_(-abs_(x));
+    const T s = T(1) + e;
+    return g * (e / (s * s));
+  }
   else if constexpr (Op == UnaryOp::Softplus) return g * sigmoid_(x);
   else return g * sigmoid_(-x);
 }
@@ -69,9 +90,9 @@ ISRN_HOST_DEVICE T binary_forward(T a, T b) {
   if constexpr (Op == BinaryOp::Add) return a + b;
   else if constexpr (Op == BinaryOp::Sub) return a - b;
   else if constexpr (Op == BinaryOp::Mul) return a * b;
-  else if constexpr (Op == BinaryOp::Div) return a / b;
-  else if constexpr (Op == BinaryOp::Maximum) return a > b ? a : b;
-  else return a < b ? a : b;
+  else if constexpr (Op == BinaryOp::Div) return div_(a, b);
+  else if constexpr (Op == BinaryOp::Maximum) return max_nan_(a, b);
+  else return min_nan_(a, b);
 }
 
 template <CompareOp Op, typename T>

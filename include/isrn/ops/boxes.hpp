@@ -32,7 +32,8 @@ struct AnchorMatch {
 AnchorMatch match_anchors(const Tensor& anchors, const Tensor& gt, bool plus_one = false);
 
 // Sort along the last dimension (stable: ties keep index order); top-k along the last dimension
-// (ties: lower index first).
+// (ties: lower index first). NaN counts as larger than every number (as PyTorch). The values of
+// sort and topk carry a gradient to x; the indices are int64.
 ValuesIndices sort(const Tensor& x, bool descending = false);
 Tensor argsort(const Tensor& x, bool descending = false);
 ValuesIndices topk(const Tensor& x, int64_t k, bool largest = true);

@@ -1,6 +1,9 @@
 #pragma once
 // Elementwise ops with NumPy broadcasting. Binary ops need both inputs on one device and of one
-// dtype (no silent promotion); the scalar forms keep the tensor's dtype.
+// dtype (no silent promotion); the scalar forms keep the tensor's dtype, so with an integer tensor
+// the scalar must be an integer that dtype holds (comparisons with any other scalar compare by
+// value). Integer division truncates toward zero; a zero divisor raises isrn::Error on the CPU.
+// maximum, minimum, clamp and relu propagate NaN (as PyTorch).
 #include "isrn/tensor.hpp"
 
 namespace isrn {

@@ -19,7 +19,8 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value = 0.0
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // torch.gather: out[i][j][k] = x[i][index[i][j][k]][k] for dim 1; index has x's rank.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
-// The elements where mask is true, flattened in row-major order (no gradient).
+// The elements where mask (bool, broadcast against x) is true, flattened in row-major order;
+// differentiable with respect to x.
 Tensor masked_select(const Tensor& x, const Tensor& mask);
 // Flat row-major indices (int64) of the true elements of a bool tensor.
 Tensor nonzero_flat(const Tensor& mask);
