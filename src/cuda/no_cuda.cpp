@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "backend.hpp"
+#include "isrn/cuda/conv.hpp"
 #include "isrn/cuda/runtime.hpp"
 
 namespace isrn {
@@ -19,6 +20,16 @@ namespace {
   ret cuda::name params { no_cuda(#name); }
 #include "kernel_list.inc"
 #undef ISRN_KERNEL
+
+namespace cuda {
+// Own is what a CUDA build without cuDNN would use; choosing it here is harmless.
+void set_conv_backend(ConvBackend backend) {
+  ISRN_CHECK(backend == ConvBackend::Own,
+             "[set_conv_backend] cuDNN was asked for, but this build of isrn has no CUDA backend");
+}
+ConvBackend conv_backend() { return ConvBackend::Own; }
+bool conv_cudnn_built() { return false; }
+}  // namespace cuda
 
 namespace cuda_runtime {
 void* allocate(size_t, int) { no_cuda("allocate"); }
