@@ -47,6 +47,18 @@ std::vector<ConvCase> cases() {
       {"deep K, several tiles", {2, 37, 29, 37}, {19, 37, 3, 3}, make(1, 1, {1, 1, 1, 1})},
       {"many channels, small map (split rows)", {1, 70, 5, 4}, {45, 70, 3, 3}, make(1, 1, {1, 1, 1, 1})},
       {"pointwise, many tiles", {3, 33, 41, 43}, {21, 33, 1, 1}, make(1, 1, {0, 0, 0, 0})},
+      // Rows of 24+ outputs take the implicit GEMM in float32 too (float64 takes it from 12).
+      {"3x3 s1 p1, rows of 29", {2, 6, 7, 29}, {10, 6, 3, 3}, make(1, 1, {1, 1, 1, 1})},
+      {"7x7 s1 p3, rows of 61", {1, 3, 9, 61}, {5, 3, 7, 7}, make(1, 1, {3, 3, 3, 3})},
+      {"1x5, rows of 30, bottom padding", {1, 4, 5, 30}, {3, 4, 1, 5}, make(1, 1, {0, 1, 2, 2})},
+      {"dilation 2, rows of 33", {1, 3, 9, 33}, {4, 3, 3, 3}, make(1, 1, {2, 2, 2, 2}, 2, 2)},
+      {"deep and wide", {2, 24, 15, 61}, {17, 24, 3, 3}, make(1, 1, {1, 1, 1, 1})},
+      {"one output row, channels split", {1, 100, 1, 30}, {30, 100, 1, 3}, make(1, 1, {0, 0, 1, 1})},
+      // Stride 2: the col2im gradient, with a packed w^T (batch 9) and with channel groups (deep).
+      {"3x3 s2, batch 9", {9, 3, 11, 10}, {4, 3, 3, 3}, make(2, 2, {1, 1, 1, 1})},
+      {"3x3 s2, deep", {1, 20, 31, 29}, {9, 20, 3, 3}, make(2, 2, {1, 1, 1, 1})},
+      // A weight too small to split among threads: the weight gradient splits the images instead.
+      {"one input channel", {4, 1, 40, 41}, {6, 1, 3, 3}, make(1, 1, {1, 1, 1, 1})},
   };
 }
 
@@ -127,9 +139,10 @@ TEST_CASE("conv2d: forward and both gradient convolutions match the naive loops 
       for (Device d : test::devices()) {
         uint64_t seed = 100;
         for (const ConvCase& c : cases()) {
+          const std::string name = c.name;
           CAPTURE(threads);
           CAPTURE(d);
-          CAPTURE(c.name);
+          CAPTURE(name);
           const Tensor x = test::random(c.x, ++seed), w = test::random(c.w, ++seed);
           const Tensor b = test::random({c.w[0]}, ++seed), gy = test::random(out_shape(c), ++seed);
           const auto xv = test::values(x), wv = test::values(w), bv = test::values(b), gv = test::values(gy);
@@ -189,7 +202,8 @@ TEST_CASE("conv2d: gradcheck of input, weight and bias over kernel shapes, strid
         {"dilated", {1, 2, 6, 6}, {2, 2, 2, 3}, make(1, 2, {1, 1, 2, 1}, 2, 2)},
     };
     for (const ConvCase& c : small) {
-      CAPTURE(c.name);
+      const std::string name = c.name;
+      CAPTURE(name);
       const Conv2dParams p = c.p;
       test::gradcheck([p](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], p); },
                       {test::random(c.x, 11), test::random(c.w, 12), test::random({c.w[0]}, 13)}, d, 1e-6, 1e-7,

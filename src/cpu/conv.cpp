@@ -1,5 +1,5 @@
 // CPU convolution: forward, gradient for the input, gradient for the weight, all as GEMMs on the
-// packed kernel of cpu/gemm.hpp.
+// register-blocked micro-kernel of cpu/gemm.hpp.
 //
 // Notation: x [N, C, H, W], w [Co, C, KH, KW], y [N, Co, OH, OW]; K = C*KH*KW rows of the column
 // matrix (k = (c*KH + kh)*KW + kw), J = OH*OW columns (j = oh*OW + ow), col[k][j] = the input value
@@ -7,9 +7,15 @@
 //   forward:          y_n  = w[Co, K] · col_n[K, J]            (+ bias)
 //   backward input:   dx_n = col2im(w^T[K, Co] · dy_n[Co, J])
 //   backward weight:  dw   = Σ_n dy_n[Co, J] · col_n^T[J, K]
-// The column matrix is never built whole: work goes in tiles of output columns sized so a tile's
-// packed columns stay in the L2 cache. A 1x1 stride-1 unpadded convolution needs no im2col at all:
-// col_n is x_n itself.
+// Four ways to feed the GEMM its columns, cheapest first:
+//   pointwise  1x1, stride 1, no padding: col_n is x_n itself (a direct GEMM, no im2col).
+//   implicit   stride 1: for 32 outputs of one row, row k of the column block is 32 consecutive
+//              elements of a zero-padded copy of x, found through a table of K offsets: the
+//              micro-kernel reads x in place and nothing is im2col'ed.
+//   im2col     otherwise: tiles of output columns are im2col'ed straight into the packed layout,
+//              sized so a tile stays in L2.
+//   The backward-input pass of a stride-1 convolution is itself a stride-1 convolution of dy with the
+//   flipped, transposed weight, and runs as one; other strides use GEMM + col2im.
 #include <omp.h>
 
 #include <algorithm>
@@ -23,40 +29,52 @@ namespace isrn::cpu {
 
 namespace {
 
+using gemm::AOperand;
 using gemm::Blocking;
-using gemm::Buffer;
+using gemm::BLayout;
 
-// Bytes of packed column tile a thread works on at once: most of a 2 MB L2, leaving room for the
+// Bytes of packed column tile a thread works on at once: half of a 2 MB L2, leaving room for the
 // weight block the GEMM streams beside it.
 constexpr int64_t kTileBytes = int64_t{1} << 20;
 // Below this many multiply-adds a convolution runs on one thread (a parallel region costs microseconds).
 constexpr int64_t kParallelMacs = int64_t{1} << 18;
+// Packing the weight costs about two passes over it; it pays once the packed copy feeds this many
+// column blocks. Below that the micro-kernel reads the weight in place (deep layers on small maps).
+constexpr int64_t kPackReuse = 8;
+// Scratch slots (gemm::scratch): one buffer each per thread.
+enum Slot { kPackedWeight = 0, kColumns = 1, kTile = 2, kPadded = 3 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
 struct Geometry {
   int64_t N, C, H, W, Co, KH, KW, OH, OW;
-  int64_t sh, sw, pt, pl, dh, dw;
+  int64_t sh, sw, pt, pb, pl, pr, dh, dw;
   int64_t K, J;
   // For tap column kw, the output columns whose input column lies inside the image: [ow_lo, ow_hi).
   std::vector<int64_t> ow_lo, ow_hi;
 
   Geometry(const Shape& x, const Shape& w, const Shape& y, const Conv2dParams& p)
       : N(x[0]), C(x[1]), H(x[2]), W(x[3]), Co(w[0]), KH(w[2]), KW(w[3]), OH(y[2]), OW(y[3]),
-        sh(p.stride[0]), sw(p.stride[1]), pt(p.padding[0]), pl(p.padding[2]), dh(p.dilation[0]),
-        dw(p.dilation[1]), K(C * KH * KW), J(OH * OW), ow_lo(KW), ow_hi(KW) {
+        sh(p.stride[0]), sw(p.stride[1]), pt(p.padding[0]), pb(p.padding[1]), pl(p.padding[2]),
+        pr(p.padding[3]), dh(p.dilation[0]), dw(p.dilation[1]), K(C * KH * KW), J(OH * OW), ow_lo(KW),
+        ow_hi(KW) {
     for (int64_t kw = 0; kw < KW; ++kw) {
       const int64_t shift = kw * dw - pl;  // input column = ow * sw + shift
       ow_lo[kw] = std::clamp<int64_t>(ceil_div(-shift, sw), 0, OW);
       ow_hi[kw] = std::clamp<int64_t>(ceil_div(W - shift, sw), ow_lo[kw], OW);
     }
   }
-  // 1x1, stride 1, no padding: the column matrix is the input itself.
   bool is_pointwise() const {
     return KH == 1 && KW == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && OH == H && OW == W;
   }
   int64_t taps() const { return KH * KW; }
+  int64_t macs() const { return N * Co * K * J; }
 };
+
+int threads_for(const Geometry& g) {
+  const int threads = omp_get_max_threads();
+  return g.macs() >= kParallelMacs ? threads : 1;
+}
 
 // Walks rows [c0*KH*KW, c1*KH*KW) and columns [j0, j0 + n) of col_n in runs: copy(k, j, src, stride,
 // count) for runs of input values (k, j relative to the walk's origin), zero(k, j, count) for padding.
@@ -91,19 +109,21 @@ void walk_columns(const T* x_n, const Geometry& g, int64_t c0, int64_t c1, int64
   }
 }
 
-// im2col of channels [c0, c1) and columns [j0, j0 + n) written straight into B panels of depth `depth`.
+// im2col of all channels, columns [j0, j0 + n), written straight into B panels of depth K.
 template <typename T>
-void im2col_packed(const T* x_n, const Geometry& g, int64_t c0, int64_t c1, int64_t j0, int64_t n, int64_t depth,
-                   T* packed) {
+void im2col_packed(const T* x_n, const Geometry& g, int64_t j0, int64_t n, T* packed) {
   constexpr int64_t NR = Blocking<T>::NR;
-  // Runs are split where they cross from one NR-column panel into the next.
-  auto destination = [&](int64_t k, int64_t j) { return packed + (j / NR) * depth * NR + k * NR + j % NR; };
+  auto destination = [&](int64_t k, int64_t j) { return packed + (j / NR) * g.K * NR + k * NR + j % NR; };
+  // Runs are split where they cross into the next NR-column panel. They are short (at most NR): plain
+  // loops the compiler vectorizes beat memcpy's call overhead.
   auto copy = [&](int64_t k, int64_t j, const T* src, int64_t stride, int64_t count) {
     while (count > 0) {
       const int64_t m = std::min(count, NR - j % NR);
-      T* d = destination(k, j);
-      if (stride == 1) {
-        std::memcpy(d, src, m * sizeof(T));
+      T* __restrict d = destination(k, j);
+      if (stride == 1 && m == NR) {
+        for (int64_t i = 0; i < NR; ++i) d[i] = src[i];
+      } else if (stride == 1) {
+        for (int64_t i = 0; i < m; ++i) d[i] = src[i];
       } else {
         for (int64_t i = 0; i < m; ++i) d[i] = src[i * stride];
       }
@@ -115,16 +135,17 @@ void im2col_packed(const T* x_n, const Geometry& g, int64_t c0, int64_t c1, int6
   auto zero = [&](int64_t k, int64_t j, int64_t count) {
     while (count > 0) {
       const int64_t m = std::min(count, NR - j % NR);
-      std::fill_n(destination(k, j), m, T(0));
+      T* __restrict d = destination(k, j);
+      for (int64_t i = 0; i < m; ++i) d[i] = T(0);
       j += m;
       count -= m;
     }
   };
-  walk_columns(x_n, g, c0, c1, j0, n, copy, zero);
+  walk_columns(x_n, g, 0, g.C, j0, n, copy, zero);
   // Columns past the tile's end in the last panel meet the kernel's full-width loads: keep them zero.
   if (n % NR != 0) {
-    T* last = packed + (n / NR) * depth * NR;
-    for (int64_t k = 0; k < (c1 - c0) * g.taps(); ++k) std::fill(last + k * NR + n % NR, last + (k + 1) * NR, T(0));
+    T* last = packed + (n / NR) * g.K * NR;
+    for (int64_t k = 0; k < g.K; ++k) std::fill(last + k * NR + n % NR, last + (k + 1) * NR, T(0));
   }
 }
 
@@ -132,9 +153,9 @@ void im2col_packed(const T* x_n, const Geometry& g, int64_t c0, int64_t c1, int6
 template <typename T>
 void im2col_rows(const T* x_n, const Geometry& g, int64_t c0, int64_t c1, int64_t j0, int64_t n, T* out, int64_t ld) {
   auto copy = [&](int64_t k, int64_t j, const T* src, int64_t stride, int64_t count) {
-    T* d = out + k * ld + j;
+    T* __restrict d = out + k * ld + j;
     if (stride == 1) {
-      std::memcpy(d, src, count * sizeof(T));
+      for (int64_t i = 0; i < count; ++i) d[i] = src[i];
     } else {
       for (int64_t i = 0; i < count; ++i) d[i] = src[i * stride];
     }
@@ -187,117 +208,216 @@ int64_t tile_columns(int64_t bytes_per_column, int64_t J) {
 
 // Packs rows [0, m) of A(i, k) = src[i * rs + k * cs] in parallel over panels.
 template <typename T>
-void pack_a_parallel(const T* src, int64_t rs, int64_t cs, int64_t m, int64_t depth, T* dst, bool parallel) {
+void pack_a_parallel(const T* src, int64_t rs, int64_t cs, int64_t m, int64_t depth, T* dst, int threads) {
   constexpr int64_t MR = Blocking<T>::MR;
   const int64_t panels = (m + MR - 1) / MR;
-#pragma omp parallel for if (parallel && panels > 1) schedule(static)
+#pragma omp parallel for num_threads(threads) if (threads > 1 && panels > 1) schedule(static)
   for (int64_t p = 0; p < panels; ++p)
     gemm::pack_a(src + p * MR * rs, rs, cs, std::min(MR, m - p * MR), depth, dst + p * MR * depth);
 }
 
+// The weight [Co, K] as the GEMM's A: packed when it feeds at least kPackReuse column blocks.
 template <typename T>
-void forward_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
-  constexpr int64_t MR = Blocking<T>::MR;
-  const Geometry g(x.shape(), weight.shape(), y.shape(), params);
-  const T* px = x.data_ptr<T>();
-  const T* pb = bias.defined() ? bias.data_ptr<T>() : nullptr;
-  T* py = y.data_ptr<T>();
-  const int threads = omp_get_max_threads();
-  const bool parallel = threads > 1 && g.N * g.Co * g.K * g.J >= kParallelMacs;
+AOperand<T> weight_operand(const T* w, const Geometry& g, int64_t column_blocks, int threads) {
+  if (column_blocks < kPackReuse) return AOperand<T>::row_major(w, g.K);
+  T* packed = gemm::scratch<T>(kPackedWeight, gemm::packed_a_size<T>(g.Co, g.K));
+  pack_a_parallel(w, g.K, int64_t{1}, g.Co, g.K, packed, threads);
+  return AOperand<T>::packed_panels(packed, g.K);
+}
 
-  Buffer<T> packed_w(gemm::packed_a_size<T>(g.Co, g.K));
-  pack_a_parallel(weight.data_ptr<T>(), g.K, int64_t{1}, g.Co, g.K, packed_w.data(), parallel);
+// Rows [m_begin, m_end) of output channels for part `part` of `parts` (whole MR panels).
+std::pair<int64_t, int64_t> row_range(int64_t part, int64_t parts, int64_t rows, int64_t mr) {
+  const int64_t panels = (rows + mr - 1) / mr;
+  return {std::min(rows, part * panels / parts * mr), std::min(rows, (part + 1) * panels / parts * mr)};
+}
 
+// Stride 1 with at most a quarter of the micro-kernel's lanes idle at row ends: the implicit GEMM.
+template <typename T>
+bool use_implicit(const Geometry& g) {
+  constexpr int64_t NR = Blocking<T>::NR;
+  if (g.sh != 1 || g.sw != 1 || g.is_pointwise()) return false;
+  const int64_t blocks = (g.OW + NR - 1) / NR;
+  return 4 * g.OW >= 3 * blocks * NR;
+}
+
+template <typename T>
+void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, T* y) {
+  constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, KC = Blocking<T>::KC;
+  const int threads = threads_for(g);
+  const int64_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, plane = Hp * Wp;
+  const int64_t row_blocks = (g.OW + NR - 1) / NR;
+
+  // The zero-padded input, with NR elements of slack at the end for the last block's idle lanes.
+  T* padded = gemm::scratch<T>(kPadded, g.N * g.C * plane + NR);
+  std::fill_n(padded + g.N * g.C * plane, NR, T(0));
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t p = 0; p < g.N * g.C; ++p) {
+    T* dst = padded + p * plane;
+    const T* src = x + p * g.H * g.W;
+    std::fill_n(dst, g.pt * Wp, T(0));
+    for (int64_t h = 0; h < g.H; ++h) {
+      T* row = dst + (g.pt + h) * Wp;
+      std::fill_n(row, g.pl, T(0));
+      std::copy_n(src + h * g.W, g.W, row + g.pl);
+      std::fill_n(row + g.pl + g.W, g.pr, T(0));
+    }
+    std::fill_n(dst + (g.pt + g.H) * Wp, g.pb * Wp, T(0));
+  }
+  std::vector<int64_t> offsets(g.K);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) offsets[(c * g.KH + kh) * g.KW + kw] = c * plane + kh * g.dh * Wp + kw * g.dw;
+
+  const AOperand<T> a = weight_operand(w, g, g.N * g.OH * row_blocks, threads);
+  // A task is a run of output rows of one image: enough column blocks (16) to reuse the weight block
+  // it streams, and more tasks than threads when the image allows.
+  const int64_t rows_per_task =
+      std::max<int64_t>(1, std::min(ceil_div(16, row_blocks), g.N * g.OH / std::max(1, 4 * threads)));
+  const int64_t chunks = ceil_div(g.OH, rows_per_task), tasks = g.N * chunks;
+  const int64_t splits = tasks < threads ? std::min<int64_t>(ceil_div(g.Co, MR), ceil_div(threads, tasks)) : 1;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t t = 0; t < tasks * splits; ++t) {
+    const int64_t n = t / splits / chunks, oh0 = (t / splits % chunks) * rows_per_task;
+    const int64_t oh1 = std::min(g.OH, oh0 + rows_per_task);
+    const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
+    if (m_begin >= m_end) continue;
+    T* y_n = y + n * g.Co * g.J;
+    if (bias)
+      for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(y_n + o * g.J + oh0 * g.OW, (oh1 - oh0) * g.OW, bias[o]);
+    const T* x_n = padded + n * g.C * plane;
+    for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+      const int64_t kc = std::min(KC, g.K - k0);
+      const bool accumulate = bias != nullptr || k0 > 0;
+      for (int64_t oh = oh0; oh < oh1; ++oh)
+        for (int64_t ow0 = 0; ow0 < g.OW; ow0 += NR) {
+          const T* b = x_n + oh * Wp + ow0;
+          const int64_t cols = std::min(NR, g.OW - ow0);
+          T* c = y_n + oh * g.OW + ow0;
+          gemm::for_each_row_panel<T>(
+              a, m_begin, m_end, k0, kc,
+              [&](auto layout, const T* ap, int64_t lda, int64_t i0, int64_t rows, int64_t d0 = 0, int64_t piece = -1) {
+                gemm::run_micro_kernel<T, decltype(layout)::value, BLayout::Offsets>(
+                    piece < 0 ? kc : piece, ap, lda, b, offsets.data() + k0 + d0, c + i0 * g.J, g.J, rows, cols,
+                    accumulate || d0 > 0);
+              });
+        }
+    }
+  }
+}
+
+// Pointwise and im2col forward: tiles of flat output columns.
+template <typename T>
+void forward_tiled(const T* x, const T* w, const T* bias, const Geometry& g, T* y) {
+  constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  const int threads = threads_for(g);
   const int64_t cols = tile_columns<T>(g.K * static_cast<int64_t>(sizeof(T)), g.J);
-  const int64_t tiles = (g.J + cols - 1) / cols;
-  const int64_t tasks = g.N * tiles;
+  const int64_t tiles = ceil_div(g.J, cols), tasks = g.N * tiles;
+  const AOperand<T> a = weight_operand(w, g, g.N * ceil_div(g.J, NR), threads);
   // Too few tiles for the threads (small maps, deep weights): split the output channels as well.
-  const int64_t row_panels = (g.Co + MR - 1) / MR;
-  const int64_t splits = parallel && tasks < threads ? std::min<int64_t>(row_panels, (threads + tasks - 1) / tasks) : 1;
+  const int64_t splits = tasks < threads ? std::min<int64_t>(ceil_div(g.Co, MR), ceil_div(threads, tasks)) : 1;
   const bool pointwise = g.is_pointwise();
-
-#pragma omp parallel if (parallel)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    Buffer<T> packed_cols(gemm::packed_b_size<T>(g.K, cols));
+    T* packed_cols = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(g.K, cols));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks * splits; ++t) {
-      const int64_t task = t / splits, part = t % splits;
+      const int64_t task = t / splits;
       const int64_t n = task / tiles, j0 = (task % tiles) * cols, width = std::min(cols, g.J - j0);
-      const int64_t m_begin = part * row_panels / splits * MR;
-      const int64_t m_end = std::min(g.Co, (part + 1) * row_panels / splits * MR);
+      const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
       if (m_begin >= m_end) continue;
-      const T* x_n = px + n * g.C * g.H * g.W;
-      if (pointwise) {
-        gemm::pack_b(x_n + j0, g.J, int64_t{1}, g.K, width, packed_cols.data());
-      } else {
-        im2col_packed(x_n, g, 0, g.C, j0, width, g.K, packed_cols.data());
-      }
-      T* out = py + n * g.Co * g.J + j0;
-      if (pb)
-        for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(out + o * g.J, width, pb[o]);
-      gemm::multiply_packed(packed_w.data(), packed_cols.data(), m_begin, m_end, width, g.K, out, g.J, pb != nullptr);
+      const T* x_n = x + n * g.C * g.H * g.W;
+      if (pointwise)
+        gemm::pack_b(x_n + j0, g.J, int64_t{1}, g.K, width, packed_cols);
+      else
+        im2col_packed(x_n, g, j0, width, packed_cols);
+      T* out = y + n * g.Co * g.J + j0;
+      if (bias)
+        for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(out + o * g.J, width, bias[o]);
+      gemm::multiply(a, packed_cols, m_begin, m_end, width, g.K, out, g.J, bias != nullptr);
     }
   }
 }
 
 template <typename T>
-void backward_input_impl(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
-  const Geometry g(grad_x.shape(), weight.shape(), grad_y.shape(), params);
-  const T* pgy = grad_y.data_ptr<T>();
-  const T* pw = weight.data_ptr<T>();
-  T* pgx = grad_x.data_ptr<T>();
-  const int threads = omp_get_max_threads();
-  const bool parallel = threads > 1 && g.N * g.Co * g.K * g.J >= kParallelMacs;
-  const bool pointwise = g.is_pointwise();
+void forward_core(const T* x, const T* w, const T* bias, const Geometry& g, T* y) {
+  if (use_implicit<T>(g))
+    forward_implicit(x, w, bias, g, y);
+  else
+    forward_tiled(x, w, bias, g, y);
+}
 
+// dx of a stride-1 convolution is the stride-1 convolution of dy, padded by the kernel's extent minus
+// the forward padding, with w'[c][co][kh][kw] = w[co][c][KH-1-kh][KW-1-kw]. Returns false where that
+// padding would be negative (padding wider than the dilated kernel).
+template <typename T>
+bool backward_input_as_forward(const T* gy, const T* w, const Geometry& g, T* gx) {
+  const int64_t eh = g.dh * (g.KH - 1), ew = g.dw * (g.KW - 1);
+  if (g.sh != 1 || g.sw != 1 || g.pt > eh || g.pb > eh || g.pl > ew || g.pr > ew) return false;
+  Conv2dParams flipped;
+  flipped.padding = {eh - g.pt, eh - g.pb, ew - g.pl, ew - g.pr};
+  flipped.dilation = {g.dh, g.dw};
+  const Geometry fg({g.N, g.Co, g.OH, g.OW}, {g.C, g.Co, g.KH, g.KW}, {g.N, g.C, g.H, g.W}, flipped);
+  if (!use_implicit<T>(fg) && !fg.is_pointwise()) return false;  // the col2im path is as good then
+  const int64_t taps = g.taps();
+  T* wt = gemm::scratch<T>(kTile, g.Co * g.K);
+  const int threads = threads_for(g);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t co = 0; co < g.Co; ++co)
+      for (int64_t t = 0; t < taps; ++t) wt[(c * g.Co + co) * taps + t] = w[(co * g.C + c) * taps + taps - 1 - t];
+  forward_core(gy, wt, static_cast<const T*>(nullptr), fg, gx);
+  return true;
+}
+
+template <typename T>
+void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
+  constexpr int64_t MR = Blocking<T>::MR;
+  const int threads = threads_for(g);
+  const bool pointwise = g.is_pointwise();
   // col2im of different tiles of one image overlaps wherever windows overlap, so images and groups
   // of input channels (disjoint in dx) are the parallel tasks; tiles run in order inside a task.
-  const int64_t min_rows = 4 * Blocking<T>::MR;  // below this a group's GEMM is mostly edges
   int64_t groups = 1;
-  if (parallel && g.N < 2 * threads) {
-    const int64_t want = (2 * threads + g.N - 1) / g.N;
-    groups = std::clamp<int64_t>(std::min(want, g.K / min_rows), 1, g.C);
+  if (threads > 1 && g.N < 2 * threads) {
+    const int64_t want = ceil_div(2 * threads, g.N);
+    groups = std::clamp<int64_t>(std::min(want, g.K / (4 * MR)), 1, g.C);
   }
-  const int64_t per_group = (g.C + groups - 1) / groups;
-  groups = (g.C + per_group - 1) / per_group;
-
-  // A = w^T [K, Co], packed per channel group so each group's rows start a panel.
-  std::vector<int64_t> offset(groups + 1, 0);
-  for (int64_t gi = 0; gi < groups; ++gi) {
-    const int64_t rows = (std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps();
-    offset[gi + 1] = offset[gi] + gemm::packed_a_size<T>(rows, g.Co);
-  }
-  Buffer<T> packed_w(offset[groups]);
-#pragma omp parallel for if (parallel && groups > 1) schedule(static)
-  for (int64_t gi = 0; gi < groups; ++gi) {
-    const int64_t r0 = gi * per_group * g.taps(), rows = (std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps();
-    gemm::pack_a(pw + r0, int64_t{1}, g.K, rows, g.Co, packed_w.data() + offset[gi]);
-  }
-
+  const int64_t per_group = ceil_div(g.C, groups);
+  groups = ceil_div(g.C, per_group);
   const int64_t group_rows = per_group * g.taps();
-  const int64_t cols =
-      tile_columns<T>((g.Co + (pointwise ? 0 : group_rows)) * static_cast<int64_t>(sizeof(T)), g.J);
-#pragma omp parallel if (parallel)
+  const int64_t cols = tile_columns<T>((g.Co + (pointwise ? 0 : group_rows)) * static_cast<int64_t>(sizeof(T)), g.J);
+
+  // A = w^T [K, Co], packed per channel group. (Read in place it would be walked down its columns,
+  // one cache line and, for deep layers, one page per step.)
+  std::vector<int64_t> offset(groups + 1, 0);
+  for (int64_t gi = 0; gi < groups; ++gi)
+    offset[gi + 1] = offset[gi] + gemm::packed_a_size<T>((std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps(), g.Co);
+  T* packed_w = gemm::scratch<T>(kPackedWeight, offset[groups]);
+#pragma omp parallel for num_threads(threads) if (threads > 1 && groups > 1) schedule(static)
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    const int64_t r0 = gi * group_rows, rows = (std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps();
+    gemm::pack_a(w + r0, int64_t{1}, g.K, rows, g.Co, packed_w + offset[gi]);
+  }
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    Buffer<T> packed_gy(gemm::packed_b_size<T>(g.Co, cols));
-    Buffer<T> tile(pointwise ? 0 : group_rows * cols);
+    T* packed_gy = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(g.Co, cols));
+    T* tile = pointwise ? nullptr : gemm::scratch<T>(kTile, group_rows * cols);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < g.N * groups; ++t) {
       const int64_t n = t / groups, gi = t % groups;
       const int64_t c0 = gi * per_group, c1 = std::min(g.C, c0 + per_group), rows = (c1 - c0) * g.taps();
-      const T* gy_n = pgy + n * g.Co * g.J;
-      T* gx_n = pgx + n * g.C * g.H * g.W;
+      const AOperand<T> a = AOperand<T>::packed_panels(packed_w + offset[gi], g.Co);
+      const T* gy_n = gy + n * g.Co * g.J;
+      T* gx_n = gx + n * g.C * g.H * g.W;
       if (!pointwise) std::fill(gx_n + c0 * g.H * g.W, gx_n + c1 * g.H * g.W, T(0));
       for (int64_t j0 = 0; j0 < g.J; j0 += cols) {
         const int64_t width = std::min(cols, g.J - j0);
-        gemm::pack_b(gy_n + j0, g.J, int64_t{1}, g.Co, width, packed_gy.data());
+        gemm::pack_b(gy_n + j0, g.J, int64_t{1}, g.Co, width, packed_gy);
         if (pointwise) {
-          gemm::multiply_packed(packed_w.data() + offset[gi], packed_gy.data(), 0, rows, width, g.Co,
-                                gx_n + c0 * g.J + j0, g.J, false);
+          gemm::multiply(a, packed_gy, 0, rows, width, g.Co, gx_n + c0 * g.J + j0, g.J, false);
         } else {
-          gemm::multiply_packed(packed_w.data() + offset[gi], packed_gy.data(), 0, rows, width, g.Co, tile.data(),
-                                cols, false);
-          col2im_add(tile.data(), cols, g, c0, c1, j0, width, gx_n);
+          gemm::multiply(a, packed_gy, 0, rows, width, g.Co, tile, cols, false);
+          col2im_add(tile, cols, g, c0, c1, j0, width, gx_n);
         }
       }
     }
@@ -305,56 +425,51 @@ void backward_input_impl(const Tensor& grad_y, const Tensor& weight, const Conv2
 }
 
 template <typename T>
-void backward_weight_impl(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
+void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
   constexpr int64_t MR = Blocking<T>::MR;
-  const Geometry g(x.shape(), grad_w.shape(), grad_y.shape(), params);
-  const T* pgy = grad_y.data_ptr<T>();
-  const T* px = x.data_ptr<T>();
-  T* pgw = grad_w.data_ptr<T>();
-  const int threads = omp_get_max_threads();
-  const bool parallel = threads > 1 && g.N * g.Co * g.K * g.J >= kParallelMacs;
+  const int threads = threads_for(g);
   const bool pointwise = g.is_pointwise();
 
   // dw[Co, K] is cut into blocks of output channels x input channels; a block is one task that
   // reduces over every image and tile. Blocks bound the dw tile the GEMM keeps in cache.
-  const int64_t row_panels = (g.Co + MR - 1) / MR;
+  const int64_t row_panels = ceil_div(g.Co, MR);
   const int64_t max_block_rows = 256, max_block_cols = 512;
-  int64_t m_blocks = (g.Co + max_block_rows - 1) / max_block_rows;
+  int64_t m_blocks = ceil_div(g.Co, max_block_rows);
   int64_t per_group = std::clamp<int64_t>(max_block_cols / g.taps(), 1, g.C);
-  int64_t groups = (g.C + per_group - 1) / per_group;
-  if (parallel && m_blocks * groups < threads) {  // more, smaller blocks to feed every thread
-    const int64_t more_groups = std::min<int64_t>(g.C, (threads + m_blocks - 1) / m_blocks);
+  int64_t groups = ceil_div(g.C, per_group);
+  if (threads > 1 && m_blocks * groups < threads) {  // more, smaller blocks to feed every thread
+    const int64_t more_groups = std::min<int64_t>(g.C, ceil_div(threads, m_blocks));
     if (more_groups > groups) {
-      per_group = (g.C + more_groups - 1) / more_groups;
-      groups = (g.C + per_group - 1) / per_group;
+      per_group = ceil_div(g.C, more_groups);
+      groups = ceil_div(g.C, per_group);
     }
-    if (m_blocks * groups < threads) m_blocks = std::min(row_panels, (threads + groups - 1) / groups);
+    if (m_blocks * groups < threads) m_blocks = std::min(row_panels, ceil_div(threads, groups));
   }
-  // Still too few blocks (a small weight): the images and tiles are split too, each part summing into
-  // a private copy of dw that is added up at the end.
+  // Still too few blocks (a small weight): images and tiles are split too, each part summing into a
+  // private copy of dw that is added up at the end.
   const int64_t blocks = m_blocks * groups;
   const int64_t cols = tile_columns<T>((per_group * g.taps() + MR) * static_cast<int64_t>(sizeof(T)), g.J);
-  const int64_t tiles = (g.J + cols - 1) / cols;
+  const int64_t tiles = ceil_div(g.J, cols);
   const int64_t reductions = g.N * tiles;
-  const int64_t parts = parallel && blocks < threads ? std::clamp<int64_t>(threads / blocks, 1, reductions) : 1;
-  std::vector<Buffer<T>> partial(parts - 1);
+  const int64_t parts = threads > 1 && blocks < threads ? std::clamp<int64_t>(threads / blocks, 1, reductions) : 1;
+  std::vector<gemm::Buffer<T>> partial(parts - 1);
   for (auto& p : partial) p.resize(g.Co * g.K);
+  const int64_t block_rows = std::min(g.Co, ceil_div(row_panels, m_blocks) * MR);
 
-#pragma omp parallel if (parallel)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    Buffer<T> packed_gy(gemm::packed_a_size<T>(std::min(g.Co, (row_panels + m_blocks - 1) / m_blocks * MR), cols));
-    Buffer<T> rows_tile(pointwise ? 0 : per_group * g.taps() * cols);
-    Buffer<T> packed_cols(gemm::packed_b_size<T>(cols, per_group * g.taps()));
+    T* packed_gy = gemm::scratch<T>(kPackedWeight, gemm::packed_a_size<T>(block_rows, cols));
+    T* rows_tile = pointwise ? nullptr : gemm::scratch<T>(kTile, per_group * g.taps() * cols);
+    T* packed_cols = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(cols, per_group * g.taps()));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < blocks * parts; ++t) {
       const int64_t block = t / parts, part = t % parts;
       const int64_t mb = block / groups, gi = block % groups;
-      const int64_t m_begin = std::min(g.Co, mb * row_panels / m_blocks * MR);
-      const int64_t m_end = std::min(g.Co, (mb + 1) * row_panels / m_blocks * MR);
+      const auto [m_begin, m_end] = row_range(mb, m_blocks, g.Co, MR);
       const int64_t c0 = gi * per_group, c1 = std::min(g.C, c0 + per_group);
       const int64_t k0 = c0 * g.taps(), krows = (c1 - c0) * g.taps();
       const int64_t r_begin = part * reductions / parts, r_end = (part + 1) * reductions / parts;
-      T* out = (part == 0 ? pgw : partial[part - 1].data()) + m_begin * g.K + k0;
+      T* out = (part == 0 ? gw : partial[part - 1].data()) + m_begin * g.K + k0;
       if (m_begin >= m_end) continue;
       if (r_begin == r_end) {
         for (int64_t o = 0; o < m_end - m_begin; ++o) std::fill_n(out + o * g.K, krows, T(0));
@@ -362,29 +477,28 @@ void backward_weight_impl(const Tensor& grad_y, const Tensor& x, const Conv2dPar
       }
       for (int64_t r = r_begin; r < r_end; ++r) {
         const int64_t n = r / tiles, j0 = (r % tiles) * cols, width = std::min(cols, g.J - j0);
-        const T* x_n = px + n * g.C * g.H * g.W;
+        const T* x_n = x + n * g.C * g.H * g.W;
         // A = dy_n rows [m_begin, m_end), depth = this tile's columns.
-        gemm::pack_a(pgy + n * g.Co * g.J + m_begin * g.J + j0, g.J, int64_t{1}, m_end - m_begin, width,
-                     packed_gy.data());
-        // B = col^T: B(j, k) = col[k][j], packed from the input rows (pointwise) or an im2col tile.
+        gemm::pack_a(gy + n * g.Co * g.J + m_begin * g.J + j0, g.J, int64_t{1}, m_end - m_begin, width, packed_gy);
+        // B = col^T: B(j, k) = col[k][j], transposed from the input rows (pointwise) or an im2col tile.
         if (pointwise) {
-          gemm::pack_b(x_n + c0 * g.J + j0, int64_t{1}, g.J, width, krows, packed_cols.data());
+          gemm::pack_b(x_n + c0 * g.J + j0, int64_t{1}, g.J, width, krows, packed_cols);
         } else {
-          im2col_rows(x_n, g, c0, c1, j0, width, rows_tile.data(), cols);
-          gemm::pack_b(rows_tile.data(), int64_t{1}, cols, width, krows, packed_cols.data());
+          im2col_rows(x_n, g, c0, c1, j0, width, rows_tile, cols);
+          gemm::pack_b(rows_tile, int64_t{1}, cols, width, krows, packed_cols);
         }
-        gemm::multiply_packed(packed_gy.data(), packed_cols.data(), 0, m_end - m_begin, krows, width, out, g.K,
-                              r != r_begin);
+        gemm::multiply(AOperand<T>::packed_panels(packed_gy, width), packed_cols, 0, m_end - m_begin, krows, width, out, g.K,
+                       r != r_begin);
       }
     }
   }
   if (parts > 1) {
     const int64_t total = g.Co * g.K;
-#pragma omp parallel for if (parallel) schedule(static)
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t i = 0; i < total; ++i) {
-      T s = pgw[i];
+      T s = gw[i];
       for (const auto& p : partial) s += p.data()[i];
-      pgw[i] = s;
+      gw[i] = s;
     }
   }
 }
@@ -392,17 +506,28 @@ void backward_weight_impl(const Tensor& grad_y, const Tensor& x, const Conv2dPar
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
-  dispatch_floating(x.dtype(), "conv2d", [&](auto tag) { forward_impl<decltype(tag)>(x, weight, bias, params, y); });
+  dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    forward_core(x.data_ptr<T>(), weight.data_ptr<T>(), bias.defined() ? bias.data_ptr<T>() : nullptr,
+                 Geometry(x.shape(), weight.shape(), y.shape(), params), y.data_ptr<T>());
+  });
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
-  dispatch_floating(grad_y.dtype(), "conv2d_backward_input",
-                    [&](auto tag) { backward_input_impl<decltype(tag)>(grad_y, weight, params, grad_x); });
+  dispatch_floating(grad_y.dtype(), "conv2d_backward_input", [&](auto tag) {
+    using T = decltype(tag);
+    const Geometry g(grad_x.shape(), weight.shape(), grad_y.shape(), params);
+    if (!backward_input_as_forward(grad_y.data_ptr<T>(), weight.data_ptr<T>(), g, grad_x.data_ptr<T>()))
+      backward_input_col2im(grad_y.data_ptr<T>(), weight.data_ptr<T>(), g, grad_x.data_ptr<T>());
+  });
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
-  dispatch_floating(grad_y.dtype(), "conv2d_backward_weight",
-                    [&](auto tag) { backward_weight_impl<decltype(tag)>(grad_y, x, params, grad_w); });
+  dispatch_floating(grad_y.dtype(), "conv2d_backward_weight", [&](auto tag) {
+    using T = decltype(tag);
+    backward_weight_core(grad_y.data_ptr<T>(), x.data_ptr<T>(), Geometry(x.shape(), grad_w.shape(), grad_y.shape(), params),
+                         grad_w.data_ptr<T>());
+  });
 }
 
 }  // namespace isrn::cpu
