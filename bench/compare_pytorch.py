@@ -4,8 +4,9 @@ case, isrn ms, torch ms, ratio (isrn / torch; below 1 means isrn is faster).
 
 Each isrn_bench case name carries its parameters (op/label/N1_C3_H256_...), so the PyTorch workload is
 rebuilt from the name alone; a name this script does not know is reported and skipped. Both sides are
-timed as wall-clock medians over repetitions, PyTorch with torch.set_num_threads(n) and isrn with
-OMP_NUM_THREADS=n.
+timed in wall-clock time, PyTorch with torch.set_num_threads(n) and isrn with OMP_NUM_THREADS=n, case
+by case (isrn, then PyTorch) so a row's two numbers see the same machine load, and each is the fastest
+of several repetitions: on a shared machine, interference only ever adds time.
 
     /usr/bin/python3 bench/compare_pytorch.py --bench build/bench/isrn_bench --threads 2
 """
@@ -14,7 +15,6 @@ import datetime
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -119,8 +119,8 @@ WORKLOADS = {
 }
 
 
-def torch_median_ms(fn, min_time, repetitions):
-    """Median wall time of one call over `repetitions` runs of about min_time seconds each."""
+def torch_min_ms(fn, min_time, repetitions):
+    """Fastest per-call wall time over `repetitions` runs of about min_time seconds each."""
     fn()
     start = time.perf_counter()
     fn()
@@ -132,22 +132,24 @@ def torch_median_ms(fn, min_time, repetitions):
         for _ in range(iterations):
             fn()
         samples.append((time.perf_counter() - start) / iterations * 1e3)
-    return statistics.median(samples)
+    return min(samples)
 
 
-def run_isrn(bench, threads, bench_filter, min_time, repetitions):
+def list_isrn(bench, bench_filter):
+    out = subprocess.run([bench, "--benchmark_list_tests=true", f"--benchmark_filter={bench_filter}"], check=True,
+                         capture_output=True, text=True).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def isrn_min_ms(bench, name, threads, min_time, repetitions):
+    """Fastest per-iteration wall time of one isrn_bench case over `repetitions` repetitions."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [bench, "--benchmark_format=json", f"--benchmark_filter={bench_filter}",
-           f"--benchmark_min_time={min_time}", f"--benchmark_repetitions={repetitions}",
-           "--benchmark_report_aggregates_only=true"]
+    cmd = [bench, "--benchmark_format=json", f"--benchmark_filter=^{re.escape(name)}$",
+           f"--benchmark_min_time={min_time}", f"--benchmark_repetitions={repetitions}"]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    results = {}
-    for b in json.loads(out)["benchmarks"]:
-        if b.get("aggregate_name") != "median":
-            continue
-        assert b["time_unit"] == "ms", b
-        results[b["run_name"].removesuffix("/real_time")] = b["real_time"]
-    return results
+    runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type") == "iteration"]
+    assert runs and all(b["time_unit"] == "ms" for b in runs), out
+    return min(b["real_time"] for b in runs)
 
 
 def machine():
@@ -173,26 +175,27 @@ def main():
     parser.add_argument("--bench", default="build/bench/isrn_bench", help="path to isrn_bench")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--filter", default=".", help="regex passed to --benchmark_filter")
-    parser.add_argument("--min-time", type=float, default=0.3, help="seconds per repetition")
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--min-time", type=float, default=0.2, help="seconds per repetition")
+    parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--flag", type=float, default=1.5, help="mark ratios above this")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    isrn = run_isrn(args.bench, args.threads, args.filter, args.min_time, args.repetitions)
     print(f"date: {datetime.date.today()}  machine: {machine()}  commit: {commit()}  threads: {args.threads}  "
           f"torch {torch.__version__}")
     print()
     print("| case | isrn ms | torch ms | ratio |")
     print("|---|---:|---:|---:|")
-    for name, isrn_ms in isrn.items():
+    # Case by case, isrn then PyTorch, so both sides of a row meet the same machine load.
+    for name in list_isrn(args.bench, args.filter):
         op, label, params = name.split("/")[:3]
         make = WORKLOADS.get(op)
         fn = make(op, params) if make else None
         if fn is None:
-            print(f"| {name} | {isrn_ms:.3f} | (no PyTorch workload for this name) | |", file=sys.stderr)
+            print(f"{name}: no PyTorch workload for this name, skipped", file=sys.stderr)
             continue
-        torch_ms = torch_median_ms(fn, args.min_time, args.repetitions)
+        isrn_ms = isrn_min_ms(args.bench, name, args.threads, args.min_time, args.repetitions)
+        torch_ms = torch_min_ms(fn, args.min_time, args.repetitions)
         ratio = isrn_ms / torch_ms
         mark = " **over**" if ratio > args.flag else ""
         print(f"| {op} {label} `{params}` | {isrn_ms:.3f} | {torch_ms:.3f} | {ratio:.2f}{mark} |", flush=True)

@@ -149,21 +149,6 @@ void im2col_packed(const T* x_n, const Geometry& g, int64_t j0, int64_t n, T* pa
   }
 }
 
-// im2col of channels [c0, c1), columns [j0, j0 + n) into a row-major [rows, ld] buffer.
-template <typename T>
-void im2col_rows(const T* x_n, const Geometry& g, int64_t c0, int64_t c1, int64_t j0, int64_t n, T* out, int64_t ld) {
-  auto copy = [&](int64_t k, int64_t j, const T* src, int64_t stride, int64_t count) {
-    T* __restrict d = out + k * ld + j;
-    if (stride == 1) {
-      for (int64_t i = 0; i < count; ++i) d[i] = src[i];
-    } else {
-      for (int64_t i = 0; i < count; ++i) d[i] = src[i * stride];
-    }
-  };
-  auto zero = [&](int64_t k, int64_t j, int64_t count) { std::fill_n(out + k * ld + j, count, T(0)); };
-  walk_columns(x_n, g, c0, c1, j0, n, copy, zero);
-}
-
 // dx_n[c0:c1] += col2im of a row-major [rows, ld] tile holding columns [j0, j0 + n).
 template <typename T>
 void col2im_add(const T* cols, int64_t ld, const Geometry& g, int64_t c0, int64_t c1, int64_t j0, int64_t n, T* dx_n) {
@@ -240,6 +225,35 @@ bool use_implicit(const Geometry& g) {
   return 4 * g.OW >= 3 * blocks * NR;
 }
 
+// The zero-padded copies of images [n0, n0 + count): [count, C, H + pt + pb, W + pl + pr].
+template <typename T>
+void pad_images(const T* x, const Geometry& g, int64_t n0, int64_t count, T* padded, int threads) {
+  const int64_t Wp = g.W + g.pl + g.pr, plane = (g.H + g.pt + g.pb) * Wp;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t p = 0; p < count * g.C; ++p) {
+    T* dst = padded + p * plane;
+    const T* src = x + (n0 * g.C + p) * g.H * g.W;
+    std::fill_n(dst, g.pt * Wp, T(0));
+    for (int64_t h = 0; h < g.H; ++h) {
+      T* row = dst + (g.pt + h) * Wp;
+      std::fill_n(row, g.pl, T(0));
+      std::copy_n(src + h * g.W, g.W, row + g.pl);
+      std::fill_n(row + g.pl + g.W, g.pr, T(0));
+    }
+    std::fill_n(dst + (g.pt + g.H) * Wp, g.pb * Wp, T(0));
+  }
+}
+
+// Offsets of each tap's first input element in a padded image: c * plane + kh * dh * Wp + kw * dw.
+std::vector<int64_t> tap_offsets(const Geometry& g, int64_t count) {
+  const int64_t Wp = g.W + g.pl + g.pr, plane = (g.H + g.pt + g.pb) * Wp;
+  std::vector<int64_t> offsets(std::max(count, g.K), 0);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) offsets[(c * g.KH + kh) * g.KW + kw] = c * plane + kh * g.dh * Wp + kw * g.dw;
+  return offsets;
+}
+
 template <typename T>
 void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, T* y) {
   constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, KC = Blocking<T>::KC;
@@ -250,23 +264,8 @@ void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, 
   // The zero-padded input, with NR elements of slack at the end for the last block's idle lanes.
   T* padded = gemm::scratch<T>(kPadded, g.N * g.C * plane + NR);
   std::fill_n(padded + g.N * g.C * plane, NR, T(0));
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t p = 0; p < g.N * g.C; ++p) {
-    T* dst = padded + p * plane;
-    const T* src = x + p * g.H * g.W;
-    std::fill_n(dst, g.pt * Wp, T(0));
-    for (int64_t h = 0; h < g.H; ++h) {
-      T* row = dst + (g.pt + h) * Wp;
-      std::fill_n(row, g.pl, T(0));
-      std::copy_n(src + h * g.W, g.W, row + g.pl);
-      std::fill_n(row + g.pl + g.W, g.pr, T(0));
-    }
-    std::fill_n(dst + (g.pt + g.H) * Wp, g.pb * Wp, T(0));
-  }
-  std::vector<int64_t> offsets(g.K);
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw) offsets[(c * g.KH + kh) * g.KW + kw] = c * plane + kh * g.dh * Wp + kw * g.dw;
+  pad_images(x, g, 0, g.N, padded, threads);
+  const std::vector<int64_t> offsets = tap_offsets(g, g.K);
 
   const AOperand<T> a = weight_operand(w, g, g.N * g.OH * row_blocks, threads);
   // A task is a run of output rows of one image: enough column blocks (16) to reuse the weight block
@@ -424,81 +423,95 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
   }
 }
 
+// dst[j * width + c] = src[c * J + j] for j in [j0, j1), c < cols; lanes c >= cols are zero.
+template <typename T>
+void transpose_rows(const T* src, int64_t J, int64_t cols, int64_t width, int64_t j0, int64_t j1, T* dst) {
+  constexpr int64_t W = gemm::Simd<T>::kWidth;
+  int64_t j = j0;
+  if (cols == width)
+    for (; j + W <= j1; j += W)
+      for (int64_t c = 0; c < width; c += W) gemm::transpose_block(src + c * J + j, J, dst + j * width + c, width);
+  for (; j < j1; ++j) {
+    int64_t c = 0;
+    for (; c < cols; ++c) dst[j * width + c] = src[c * J + j];
+    for (; c < width; ++c) dst[j * width + c] = T(0);
+  }
+}
+
+// dw^T [K, Co] = Σ_n col_n [K, J] · dy_n^T [J, Co], with col_n read in place from the padded input
+// (gemm::gathered_rows_kernel: rows = 8 taps, depth = every output pixel, segment = output row) and
+// dy_n transposed into panels of output channels. Only dy is transposed, never the K x J column
+// matrix, and each taps x channels block keeps its sums in registers over a whole image. Blocks are
+// disjoint in dw, so they are the parallel tasks; images are taken in chunks that bound the padded
+// and transposed copies.
 template <typename T>
 void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
-  constexpr int64_t MR = Blocking<T>::MR;
+  constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, W = gemm::Simd<T>::kWidth;
+  constexpr int64_t kChunkBytes = int64_t{32} << 20, kTransposeGrain = 1024;
   const int threads = threads_for(g);
-  const bool pointwise = g.is_pointwise();
+  const int64_t Wp = g.W + g.pl + g.pr, plane = (g.H + g.pt + g.pb) * Wp;
+  // Panels of one vector of channels when that holds them all (no idle lanes), else of NR.
+  const int64_t width = g.Co <= W ? W : NR;
+  const int64_t tap_panels = ceil_div(g.K, MR), co_panels = ceil_div(g.Co, width), co_padded = co_panels * width;
+  // Rows past K in the last tap panel read tap 0 (a valid address); their sums are dropped.
+  const std::vector<int64_t> offsets = tap_offsets(g, tap_panels * MR);
+  const int64_t image_bytes = (g.C * plane + co_padded * g.J) * static_cast<int64_t>(sizeof(T));
+  const int64_t chunk = std::clamp<int64_t>(kChunkBytes / image_bytes, 1, g.N);
+  T* padded = gemm::scratch<T>(kPadded, chunk * g.C * plane);
+  T* dy_t = gemm::scratch<T>(kColumns, chunk * co_padded * g.J);
+  const int64_t j_pieces = ceil_div(g.J, kTransposeGrain);
+  // Output rows per band: a band's piece of one dy panel fits in half a megabyte.
+  const int64_t band_rows = std::max<int64_t>(1, (int64_t{1} << 19) / (g.OW * width * static_cast<int64_t>(sizeof(T))));
 
-  // dw[Co, K] is cut into blocks of output channels x input channels; a block is one task that
-  // reduces over every image and tile. Blocks bound the dw tile the GEMM keeps in cache.
-  const int64_t row_panels = ceil_div(g.Co, MR);
-  const int64_t max_block_rows = 256, max_block_cols = 512;
-  int64_t m_blocks = ceil_div(g.Co, max_block_rows);
-  int64_t per_group = std::clamp<int64_t>(max_block_cols / g.taps(), 1, g.C);
-  int64_t groups = ceil_div(g.C, per_group);
-  if (threads > 1 && m_blocks * groups < threads) {  // more, smaller blocks to feed every thread
-    const int64_t more_groups = std::min<int64_t>(g.C, ceil_div(threads, m_blocks));
-    if (more_groups > groups) {
-      per_group = ceil_div(g.C, more_groups);
-      groups = ceil_div(g.C, per_group);
-    }
-    if (m_blocks * groups < threads) m_blocks = std::min(row_panels, ceil_div(threads, groups));
-  }
-  // Still too few blocks (a small weight): images and tiles are split too, each part summing into a
-  // private copy of dw that is added up at the end.
-  const int64_t blocks = m_blocks * groups;
-  const int64_t cols = tile_columns<T>((per_group * g.taps() + MR) * static_cast<int64_t>(sizeof(T)), g.J);
-  const int64_t tiles = ceil_div(g.J, cols);
-  const int64_t reductions = g.N * tiles;
-  const int64_t parts = threads > 1 && blocks < threads ? std::clamp<int64_t>(threads / blocks, 1, reductions) : 1;
-  std::vector<gemm::Buffer<T>> partial(parts - 1);
-  for (auto& p : partial) p.resize(g.Co * g.K);
-  const int64_t block_rows = std::min(g.Co, ceil_div(row_panels, m_blocks) * MR);
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    T* packed_gy = gemm::scratch<T>(kPackedWeight, gemm::packed_a_size<T>(block_rows, cols));
-    T* rows_tile = pointwise ? nullptr : gemm::scratch<T>(kTile, per_group * g.taps() * cols);
-    T* packed_cols = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(cols, per_group * g.taps()));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < blocks * parts; ++t) {
-      const int64_t block = t / parts, part = t % parts;
-      const int64_t mb = block / groups, gi = block % groups;
-      const auto [m_begin, m_end] = row_range(mb, m_blocks, g.Co, MR);
-      const int64_t c0 = gi * per_group, c1 = std::min(g.C, c0 + per_group);
-      const int64_t k0 = c0 * g.taps(), krows = (c1 - c0) * g.taps();
-      const int64_t r_begin = part * reductions / parts, r_end = (part + 1) * reductions / parts;
-      T* out = (part == 0 ? gw : partial[part - 1].data()) + m_begin * g.K + k0;
-      if (m_begin >= m_end) continue;
-      if (r_begin == r_end) {
-        for (int64_t o = 0; o < m_end - m_begin; ++o) std::fill_n(out + o * g.K, krows, T(0));
-        continue;
-      }
-      for (int64_t r = r_begin; r < r_end; ++r) {
-        const int64_t n = r / tiles, j0 = (r % tiles) * cols, width = std::min(cols, g.J - j0);
-        const T* x_n = x + n * g.C * g.H * g.W;
-        // A = dy_n rows [m_begin, m_end), depth = this tile's columns.
-        gemm::pack_a(gy + n * g.Co * g.J + m_begin * g.J + j0, g.J, int64_t{1}, m_end - m_begin, width, packed_gy);
-        // B = col^T: B(j, k) = col[k][j], transposed from the input rows (pointwise) or an im2col tile.
-        if (pointwise) {
-          gemm::pack_b(x_n + c0 * g.J + j0, int64_t{1}, g.J, width, krows, packed_cols);
-        } else {
-          im2col_rows(x_n, g, c0, c1, j0, width, rows_tile, cols);
-          gemm::pack_b(rows_tile, int64_t{1}, cols, width, krows, packed_cols);
-        }
-        gemm::multiply(AOperand<T>::packed_panels(packed_gy, width), packed_cols, 0, m_end - m_begin, krows, width, out, g.K,
-                       r != r_begin);
-      }
-    }
-  }
-  if (parts > 1) {
-    const int64_t total = g.Co * g.K;
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.N - n0);
+    pad_images(x, g, n0, count, padded, threads);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-    for (int64_t i = 0; i < total; ++i) {
-      T s = gw[i];
-      for (const auto& p : partial) s += p.data()[i];
-      gw[i] = s;
+    for (int64_t t = 0; t < count * co_panels * j_pieces; ++t) {
+      const int64_t n = t / (co_panels * j_pieces), q = t / j_pieces % co_panels, piece = t % j_pieces;
+      transpose_rows(gy + ((n0 + n) * g.Co + q * width) * g.J, g.J, std::min(width, g.Co - q * width), width,
+                     piece * kTransposeGrain, std::min(g.J, (piece + 1) * kTransposeGrain),
+                     dy_t + (n * co_panels + q) * width * g.J);
+    }
+    // Each thread owns a contiguous run of blocks (channel panel major, so its blocks share dy
+    // panels) and walks the images' output rows in bands, every block of the run consuming a band
+    // while its piece of dy_t is still in L2; the blocks' sums wait in per-thread tiles.
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+      const int64_t blocks = co_panels * tap_panels, team = omp_get_num_threads(), me = omp_get_thread_num();
+      const int64_t b0 = me * blocks / team, b1 = (me + 1) * blocks / team;
+      T* tiles = gemm::scratch<T>(kTile, std::max<int64_t>(b1 - b0, 1) * MR * NR);
+      for (int64_t n = 0; n < count; ++n) {
+        const T* base = padded + n * g.C * plane;
+        for (int64_t oh0 = 0; oh0 < g.OH; oh0 += band_rows) {
+          const int64_t rows_here = std::min(band_rows, g.OH - oh0);
+          for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t q = blk / tap_panels, i = blk % tap_panels;
+            const T* b = dy_t + (n * co_panels + q) * width * g.J + oh0 * g.OW * width;
+            T* tile = tiles + (blk - b0) * MR * NR;
+            const bool accumulate = n > 0 || oh0 > 0;
+            if (width == W)
+              gemm::gathered_rows_kernel<T, 1>(base + oh0 * g.sh * Wp, offsets.data() + i * MR, g.sh * Wp, g.sw,
+                                               rows_here, g.OW, b, tile, accumulate);
+            else
+              gemm::gathered_rows_kernel<T, NR / W>(base + oh0 * g.sh * Wp, offsets.data() + i * MR, g.sh * Wp, g.sw,
+                                                    rows_here, g.OW, b, tile, accumulate);
+          }
+        }
+      }
+      // A tile holds dw^T: rows are taps, columns output channels, rows `width` apart.
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t q = blk / tap_panels, i = blk % tap_panels;
+        const int64_t cols = std::min(width, g.Co - q * width), rows = std::min(MR, g.K - i * MR);
+        const T* tile = tiles + (blk - b0) * MR * NR;
+        for (int64_t c = 0; c < cols; ++c) {
+          T* out = gw + (q * width + c) * g.K + i * MR;
+          if (n0 == 0)
+            for (int64_t r = 0; r < rows; ++r) out[r] = tile[r * width + c];
+          else
+            for (int64_t r = 0; r < rows; ++r) out[r] += tile[r * width + c];
+        }
+      }
     }
   }
 }

@@ -349,6 +349,73 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, int64_t lda, const T
       c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r * NV * W + j] : tile[r * NV * W + j];
 }
 
+// A micro-kernel whose A rows are gathered in place: row r is the strided sequence
+// base + s * segment_step + a_offsets[r] + p * element_step over `segments` segments of `length`
+// elements (p < length), and the depth runs over all of them in order, B's rows NV * width apart.
+// This is the convolution weight gradient's product dw^T = col · dy^T with col read straight from
+// the padded input (rows = taps, segments = output rows).
+// tile (MR x NV*width, row-major) = (accumulate ? tile : 0) + A·B.
+template <typename T, int NV>
+void gathered_rows_kernel(const T* base, const int64_t* a_offsets, int64_t segment_step, int64_t element_step,
+                          int64_t segments, int64_t length, const T* __restrict b, T* __restrict tile, bool accumulate) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int MR = static_cast<int>(Blocking<T>::MR);
+  constexpr int W = S::kWidth;
+  // One B vector per step leaves each accumulator one FMA per step, so the FMA latency would bound
+  // the loop: alternate two banks over even and odd steps instead.
+  constexpr int kBanks = NV == 1 ? 2 : 1;
+  V acc[kBanks][MR][NV];
+#pragma GCC unroll 2
+  for (int bank = 0; bank < kBanks; ++bank)
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        acc[bank][r][v] = accumulate && bank == 0 ? S::load(tile + r * NV * W + v * W) : S::zero();
+  for (int64_t s = 0; s < segments; ++s) {
+    const T* rows[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) rows[r] = base + s * segment_step + a_offsets[r];
+    int64_t p = 0;
+    for (; p + kBanks <= length; p += kBanks) {
+#pragma GCC unroll 2
+      for (int bank = 0; bank < kBanks; ++bank) {
+        V bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * W);
+        b += NV * W;
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+          const V av = S::broadcast(rows[r] + (p + bank) * element_step);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[bank][r][v] = S::fma(av, bv[v], acc[bank][r][v]);
+        }
+      }
+    }
+    for (; p < length; ++p) {
+      V bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * W);
+      b += NV * W;
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const V av = S::broadcast(rows[r] + p * element_step);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[0][r][v] = S::fma(av, bv[v], acc[0][r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      V sum = acc[0][r][v];
+      if constexpr (kBanks == 2) sum = S::add(sum, acc[1][r][v]);
+      S::store(tile + r * NV * W + v * W, sum);
+    }
+}
+
 // The micro-kernel with as many B vectors as n needs.
 template <typename T, ALayout AL, BLayout BL>
 inline void run_micro_kernel(int64_t kc, const T* a, int64_t lda, const T* b, const int64_t* b_offsets, T* c,
