@@ -54,6 +54,9 @@ std::vector<ConvCase> cases() {
       {"dilation 2, rows of 33", {1, 3, 9, 33}, {4, 3, 3, 3}, make(1, 1, {2, 2, 2, 2}, 2, 2)},
       {"deep and wide", {2, 24, 15, 61}, {17, 24, 3, 3}, make(1, 1, {1, 1, 1, 1})},
       {"one output row, channels split", {1, 100, 1, 30}, {30, 100, 1, 3}, make(1, 1, {0, 0, 1, 1})},
+      // Strided implicit GEMM (through the input's stride phases), also for float32's 32-wide blocks.
+      {"3x3 s2, rows of 25", {1, 5, 9, 50}, {6, 5, 3, 3}, make(2, 2, {1, 1, 1, 1})},
+      {"5x5 s3, rows of 24, asymmetric padding", {1, 2, 11, 72}, {3, 2, 5, 5}, make(3, 3, {2, 1, 2, 0})},
       // Stride 2: the col2im gradient, with a packed w^T (batch 9) and with channel groups (deep).
       {"3x3 s2, batch 9", {9, 3, 11, 10}, {4, 3, 3, 3}, make(2, 2, {1, 1, 1, 1})},
       {"3x3 s2, deep", {1, 20, 31, 29}, {9, 20, 3, 3}, make(2, 2, {1, 1, 1, 1})},

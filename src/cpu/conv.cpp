@@ -216,11 +216,11 @@ std::pair<int64_t, int64_t> row_range(int64_t part, int64_t parts, int64_t rows,
   return {std::min(rows, part * panels / parts * mr), std::min(rows, (part + 1) * panels / parts * mr)};
 }
 
-// Stride 1 with at most a quarter of the micro-kernel's lanes idle at row ends: the implicit GEMM.
+// At most a quarter of the micro-kernel's lanes idle at row ends: the implicit GEMM.
 template <typename T>
 bool use_implicit(const Geometry& g) {
   constexpr int64_t NR = Blocking<T>::NR;
-  if (g.sh != 1 || g.sw != 1 || g.is_pointwise()) return false;
+  if (g.is_pointwise()) return false;
   const int64_t blocks = (g.OW + NR - 1) / NR;
   return 4 * g.OW >= 3 * blocks * NR;
 }
@@ -254,18 +254,70 @@ std::vector<int64_t> tap_offsets(const Geometry& g, int64_t count) {
   return offsets;
 }
 
+// The zero-padded input split into stride phases: phase (ph, pw) of an image is the padded image's
+// rows ph, ph + sh, ... and columns pw, pw + sw, ..., so that output (oh, ow) under tap (kh, kw)
+// reads phase ((kh*dh) % sh, (kw*dw) % sw) at (oh + kh*dh / sh, ow + kw*dw / sw): consecutive outputs
+// of a row read consecutive elements whatever the stride. (Stride 1: one phase, the padded image.)
+// Layout [N][sh][sw][C][Hq][Wq]; phases() gives Hq, Wq.
+struct Phases {
+  int64_t Hq, Wq;
+  int64_t plane() const { return Hq * Wq; }
+};
+
+Phases phases(const Geometry& g) {
+  return {ceil_div(g.H + g.pt + g.pb, g.sh), ceil_div(g.W + g.pl + g.pr, g.sw)};
+}
+
+template <typename T>
+void phase_images(const T* x, const Geometry& g, T* out, int threads) {
+  const Phases q = phases(g);
+  const int64_t count = g.N * g.sh * g.sw * g.C;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t c = t % g.C, pw = t / g.C % g.sw, ph = t / (g.C * g.sw) % g.sh, n = t / (g.C * g.sw * g.sh);
+    const T* src = x + (n * g.C + c) * g.H * g.W;
+    T* dst = out + t * q.plane();
+    // Phase columns j whose input column j*sw + pw - pl lies inside the image: [j_lo, j_hi).
+    const int64_t j_lo = std::clamp<int64_t>(ceil_div(g.pl - pw, g.sw), 0, q.Wq);
+    const int64_t j_hi = std::clamp<int64_t>(ceil_div(g.W + g.pl - pw, g.sw), j_lo, q.Wq);
+    for (int64_t i = 0; i < q.Hq; ++i) {
+      T* row = dst + i * q.Wq;
+      const int64_t h = i * g.sh + ph - g.pt;
+      if (h < 0 || h >= g.H) {
+        std::fill_n(row, q.Wq, T(0));
+        continue;
+      }
+      std::fill_n(row, j_lo, T(0));
+      const T* in = src + h * g.W + j_lo * g.sw + pw - g.pl;
+      if (g.sw == 1)
+        std::copy_n(in, j_hi - j_lo, row + j_lo);
+      else
+        for (int64_t j = j_lo; j < j_hi; ++j) row[j] = in[(j - j_lo) * g.sw];
+      std::fill_n(row + j_hi, q.Wq - j_hi, T(0));
+    }
+  }
+}
+
 template <typename T>
 void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, T* y) {
   constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, KC = Blocking<T>::KC;
   const int threads = threads_for(g);
-  const int64_t Hp = g.H + g.pt + g.pb, Wp = g.W + g.pl + g.pr, plane = Hp * Wp;
+  const Phases q = phases(g);
+  const int64_t image = g.sh * g.sw * g.C * q.plane();
   const int64_t row_blocks = (g.OW + NR - 1) / NR;
 
-  // The zero-padded input, with NR elements of slack at the end for the last block's idle lanes.
-  T* padded = gemm::scratch<T>(kPadded, g.N * g.C * plane + NR);
-  std::fill_n(padded + g.N * g.C * plane, NR, T(0));
-  pad_images(x, g, 0, g.N, padded, threads);
-  const std::vector<int64_t> offsets = tap_offsets(g, g.K);
+  // The phase images, with NR elements of slack at the end for the last block's idle lanes.
+  T* phased = gemm::scratch<T>(kPadded, g.N * image + NR);
+  std::fill_n(phased + g.N * image, NR, T(0));
+  phase_images(x, g, phased, threads);
+  std::vector<int64_t> offsets(g.K);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const int64_t rh = kh * g.dh, rw = kw * g.dw;
+        const int64_t phase = (rh % g.sh) * g.sw + rw % g.sw;
+        offsets[(c * g.KH + kh) * g.KW + kw] = (phase * g.C + c) * q.plane() + rh / g.sh * q.Wq + rw / g.sw;
+      }
 
   const AOperand<T> a = weight_operand(w, g, g.N * g.OH * row_blocks, threads);
   // A task is a run of output rows of one image: enough column blocks (16) to reuse the weight block
@@ -283,13 +335,13 @@ void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, 
     T* y_n = y + n * g.Co * g.J;
     if (bias)
       for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(y_n + o * g.J + oh0 * g.OW, (oh1 - oh0) * g.OW, bias[o]);
-    const T* x_n = padded + n * g.C * plane;
+    const T* x_n = phased + n * image;
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
       const int64_t kc = std::min(KC, g.K - k0);
       const bool accumulate = bias != nullptr || k0 > 0;
       for (int64_t oh = oh0; oh < oh1; ++oh)
         for (int64_t ow0 = 0; ow0 < g.OW; ow0 += NR) {
-          const T* b = x_n + oh * Wp + ow0;
+          const T* b = x_n + oh * q.Wq + ow0;
           const int64_t cols = std::min(NR, g.OW - ow0);
           T* c = y_n + oh * g.OW + ow0;
           gemm::for_each_row_panel<T>(
