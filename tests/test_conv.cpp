@@ -64,6 +64,8 @@ std::vector<ConvCase> cases() {
       // Images of ~12 MB (float32) / ~20 MB (float64) padded-and-transposed: the weight gradient
       // takes them in several chunks and output-row bands.
       {"large images, 1x1", {3, 40, 256, 200}, {3, 40, 1, 1}, make(1, 1, {0, 0, 0, 0})},
+      // 17 MB (float32) padded images: the implicit forward takes one image per chunk.
+      {"large images, padded 1x1", {2, 64, 256, 256}, {1, 64, 1, 1}, make(1, 1, {1, 1, 1, 1})},
   };
 }
 

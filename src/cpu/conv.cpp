@@ -41,6 +41,9 @@ constexpr int64_t kParallelMacs = int64_t{1} << 18;
 // Packing the weight costs about two passes over it; it pays once the packed copy feeds this many
 // column blocks. Below that the micro-kernel reads the weight in place (deep layers on small maps).
 constexpr int64_t kPackReuse = 8;
+// Images are processed in chunks whose padded (or phase-split) and transposed copies stay below this,
+// bounding the per-thread scratch the forward and weight-gradient passes keep.
+constexpr int64_t kChunkBytes = int64_t{32} << 20;
 // Scratch slots (gemm::scratch): one buffer each per thread.
 enum Slot { kPackedWeight = 0, kColumns = 1, kTile = 2, kPadded = 3 };
 
@@ -268,13 +271,14 @@ Phases phases(const Geometry& g) {
   return {ceil_div(g.H + g.pt + g.pb, g.sh), ceil_div(g.W + g.pl + g.pr, g.sw)};
 }
 
+// Phase images of images [n0, n0 + count) into out.
 template <typename T>
-void phase_images(const T* x, const Geometry& g, T* out, int threads) {
+void phase_images(const T* x, const Geometry& g, int64_t n0, int64_t count, T* out, int threads) {
   const Phases q = phases(g);
-  const int64_t count = g.N * g.sh * g.sw * g.C;
+  const int64_t planes = count * g.sh * g.sw * g.C;
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t t = 0; t < count; ++t) {
-    const int64_t c = t % g.C, pw = t / g.C % g.sw, ph = t / (g.C * g.sw) % g.sh, n = t / (g.C * g.sw * g.sh);
+  for (int64_t t = 0; t < planes; ++t) {
+    const int64_t c = t % g.C, pw = t / g.C % g.sw, ph = t / (g.C * g.sw) % g.sh, n = n0 + t / (g.C * g.sw * g.sh);
     const T* src = x + (n * g.C + c) * g.H * g.W;
     T* dst = out + t * q.plane();
     // Phase columns j whose input column j*sw + pw - pl lies inside the image: [j_lo, j_hi).
@@ -306,10 +310,11 @@ void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, 
   const int64_t image = g.sh * g.sw * g.C * q.plane();
   const int64_t row_blocks = (g.OW + NR - 1) / NR;
 
-  // The phase images, with NR elements of slack at the end for the last block's idle lanes.
-  T* phased = gemm::scratch<T>(kPadded, g.N * image + NR);
-  std::fill_n(phased + g.N * image, NR, T(0));
-  phase_images(x, g, phased, threads);
+  // Images go in chunks of at most kChunkBytes of phase images, with NR elements of slack at the end
+  // for the last block's idle lanes.
+  const int64_t chunk = std::clamp<int64_t>(kChunkBytes / (image * static_cast<int64_t>(sizeof(T))), 1, g.N);
+  T* phased = gemm::scratch<T>(kPadded, chunk * image + NR);
+  std::fill_n(phased + chunk * image, NR, T(0));
   std::vector<int64_t> offsets(g.K);
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
@@ -321,37 +326,41 @@ void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, 
 
   const AOperand<T> a = weight_operand(w, g, g.N * g.OH * row_blocks, threads);
   // A task is a run of output rows of one image: enough column blocks (16) to reuse the weight block
-  // it streams, and more tasks than threads when the image allows.
+  // it streams, and more tasks than threads when the images allow.
   const int64_t rows_per_task =
-      std::max<int64_t>(1, std::min(ceil_div(16, row_blocks), g.N * g.OH / std::max(1, 4 * threads)));
-  const int64_t chunks = ceil_div(g.OH, rows_per_task), tasks = g.N * chunks;
-  const int64_t splits = tasks < threads ? std::min<int64_t>(ceil_div(g.Co, MR), ceil_div(threads, tasks)) : 1;
+      std::max<int64_t>(1, std::min(ceil_div(16, row_blocks), chunk * g.OH / std::max(1, 4 * threads)));
+  const int64_t bands = ceil_div(g.OH, rows_per_task);
+  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.N - n0), tasks = count * bands;
+    phase_images(x, g, n0, count, phased, threads);
+    const int64_t splits = tasks < threads ? std::min<int64_t>(ceil_div(g.Co, MR), ceil_div(threads, tasks)) : 1;
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t t = 0; t < tasks * splits; ++t) {
-    const int64_t n = t / splits / chunks, oh0 = (t / splits % chunks) * rows_per_task;
-    const int64_t oh1 = std::min(g.OH, oh0 + rows_per_task);
-    const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
-    if (m_begin >= m_end) continue;
-    T* y_n = y + n * g.Co * g.J;
-    if (bias)
-      for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(y_n + o * g.J + oh0 * g.OW, (oh1 - oh0) * g.OW, bias[o]);
-    const T* x_n = phased + n * image;
-    for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
-      const int64_t kc = std::min(KC, g.K - k0);
-      const bool accumulate = bias != nullptr || k0 > 0;
-      for (int64_t oh = oh0; oh < oh1; ++oh)
-        for (int64_t ow0 = 0; ow0 < g.OW; ow0 += NR) {
-          const T* b = x_n + oh * q.Wq + ow0;
-          const int64_t cols = std::min(NR, g.OW - ow0);
-          T* c = y_n + oh * g.OW + ow0;
-          gemm::for_each_row_panel<T>(
-              a, m_begin, m_end, k0, kc,
-              [&](auto layout, const T* ap, int64_t lda, int64_t i0, int64_t rows, int64_t d0 = 0, int64_t piece = -1) {
-                gemm::run_micro_kernel<T, decltype(layout)::value, BLayout::Offsets>(
-                    piece < 0 ? kc : piece, ap, lda, b, offsets.data() + k0 + d0, c + i0 * g.J, g.J, rows, cols,
-                    accumulate || d0 > 0);
-              });
-        }
+    for (int64_t t = 0; t < tasks * splits; ++t) {
+      const int64_t n = t / splits / bands, oh0 = (t / splits % bands) * rows_per_task;
+      const int64_t oh1 = std::min(g.OH, oh0 + rows_per_task);
+      const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
+      if (m_begin >= m_end) continue;
+      T* y_n = y + (n0 + n) * g.Co * g.J;
+      if (bias)
+        for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(y_n + o * g.J + oh0 * g.OW, (oh1 - oh0) * g.OW, bias[o]);
+      const T* x_n = phased + n * image;
+      for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+        const int64_t kc = std::min(KC, g.K - k0);
+        const bool accumulate = bias != nullptr || k0 > 0;
+        for (int64_t oh = oh0; oh < oh1; ++oh)
+          for (int64_t ow0 = 0; ow0 < g.OW; ow0 += NR) {
+            const T* b = x_n + oh * q.Wq + ow0;
+            const int64_t cols = std::min(NR, g.OW - ow0);
+            T* c = y_n + oh * g.OW + ow0;
+            gemm::for_each_row_panel<T>(
+                a, m_begin, m_end, k0, kc,
+                [&](auto layout, const T* ap, int64_t lda, int64_t i0, int64_t rows, int64_t d0 = 0, int64_t piece = -1) {
+                  gemm::run_micro_kernel<T, decltype(layout)::value, BLayout::Offsets>(
+                      piece < 0 ? kc : piece, ap, lda, b, offsets.data() + k0 + d0, c + i0 * g.J, g.J, rows, cols,
+                      accumulate || d0 > 0);
+                });
+          }
+      }
     }
   }
 }
@@ -499,7 +508,7 @@ void transpose_rows(const T* src, int64_t J, int64_t cols, int64_t width, int64_
 template <typename T>
 void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
   constexpr int64_t MR = Blocking<T>::MR, NR = Blocking<T>::NR, W = gemm::Simd<T>::kWidth;
-  constexpr int64_t kChunkBytes = int64_t{32} << 20, kTransposeGrain = 1024;
+  constexpr int64_t kTransposeGrain = 1024;
   const int threads = threads_for(g);
   const int64_t Wp = g.W + g.pl + g.pr, plane = (g.H + g.pt + g.pb) * Wp;
   // Panels of one vector of channels when that holds them all (no idle lanes), else of NR.
