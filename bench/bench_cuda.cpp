@@ -186,7 +186,7 @@ void register_all() {
           return false;
         }
         cuda::set_conv_backend(backend);
-        set_allow_tf32(false);  // FP32 math for the comparison with cuDNN/PyTorch FP32
+        cuda::set_allow_tf32(false);  // FP32 math for the comparison with cuDNN/PyTorch FP32
         return true;
       };
       reg("cuda/conv_fwd/" + bname + "/" + c.name, [=](benchmark::State& s) {
@@ -214,7 +214,7 @@ void register_all() {
   }
   reg("cuda/matmul/2048", [=](benchmark::State& s) {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
-    set_allow_tf32(false);
+    cuda::set_allow_tf32(false);
     Tensor a = gpu_randn({2048, 2048}, 1), b = gpu_randn({2048, 2048}, 2);
     time_cuda(s, [&] { (void)matmul(a, b); }, 0, 2.0 * 2048 * 2048 * 2048);
   });

@@ -1,7 +1,5 @@
 // CPU matmul benchmarks: square and detector-shaped products (a 1x1 convolution's GEMM, the FPN
-// lateral). Not built yet: isrn::matmul is declared on this branch but defined on another; add this
-// file to isrn_bench's sources in bench/CMakeLists.txt once it links. bench/compare_pytorch.py
-// already knows the "matmul/<label>/B{batch}_M{m}_K{k}_N{n}" names.
+// lateral). bench/compare_pytorch.py already knows the "matmul/<label>/B{batch}_M{m}_K{k}_N{n}" names.
 #include <benchmark/benchmark.h>
 
 #include <string>

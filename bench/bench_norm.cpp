@@ -1,6 +1,5 @@
 // CPU GroupNorm benchmarks at the detector's shapes (16 groups; the 16-channel stem layers make it
-// per-channel). Not built yet: isrn::group_norm is declared on this branch but defined on another;
-// add this file to isrn_bench's sources in bench/CMakeLists.txt once it links.
+// per-channel).
 // bench/compare_pytorch.py already knows the "group_norm_{forward,backward}/<label>/N_C_H_W_G" names.
 #include <benchmark/benchmark.h>
 

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     Net net(gen);
     optim::SGD sgd({optim::ParamGroup{net.weights(), 0.05, 0.9, 1e-4},
                     optim::ParamGroup{net.norm_and_bias(), 0.05, 0.9, 0.0}});
-    optim::WarmupMultiStep schedule(0.05, /*warmup_iters=*/20, /*warmup_factor=*/0.1, {iters * 2 / 3}, 0.1);
+    optim::WarmupMultiStep schedule(0.05, {iters * 2 / 3}, /*gamma=*/0.1, /*warmup_factor=*/0.1, /*warmup_iters=*/20);
     Generator data_gen(7);
     const Batch held_out = make_batch(256, data_gen);
     std::printf("isrn-demo: %d iterations of SGD, batch 32, on generated %lldx%lld images (%d threads)\n", iters,
