@@ -36,14 +36,14 @@ cmake --build build-gpu -j16 2>&1 | tee "$OUT/build.log" | grep -E 'error|warnin
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu_check: build failed"; tail -40 "$OUT/build.log"; exit 4; }
 
 if want test; then
-  (cd build-gpu && ctest -j8 --output-on-failure --timeout 600 2>&1) | tee "$OUT/ctest.log" | tail -25
+  (cd build-gpu && timeout ${ISRN_TEST_LIMIT:-300} ctest -j8 --output-on-failure --timeout 300 2>&1) | tee "$OUT/ctest.log" | tail -25
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   # The doctest summary of the CUDA-only run, so it is plain that the CUDA cases executed.
   ISRN_TEST_DEVICE=cuda ./build-gpu/tests/isrn_tests 2>&1 | tail -4 | tee "$OUT/cuda_cases.log"
 fi
 if want sanitize; then
   # Direct cudaMalloc per tensor so memcheck sees every allocation's bounds.
-  ISRN_CUDA_NO_CACHE=1 ISRN_TEST_DEVICE=cuda compute-sanitizer --tool memcheck --leak-check full \
+  ISRN_CUDA_NO_CACHE=1 ISRN_TEST_DEVICE=cuda timeout ${ISRN_SANITIZE_LIMIT:-300} compute-sanitizer --tool memcheck --leak-check full \
     --error-exitcode 9 ./build-gpu/tests/isrn_tests -tce='*consumer*' 2>&1 | tail -30 | tee "$OUT/sanitizer.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
