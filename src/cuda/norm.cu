@@ -1,11 +1,11 @@
 // CUDA GroupNorm, forward and backward, fused: statistics are accumulated in float64 (sum and sum
-// of squares; the extra precision is free in a memory-bound kernel and makes E[x²] − mean² safe),
+// of squares of x − x₀, x₀ the group's first element, so a large common offset cannot cancel the variance),
 // then one elementwise pass applies the affine transform (and the ReLU).
 //
 // Forward. A group (n, g) is a contiguous run of D = (C/G)·HW elements. Small groups (the P5–P7
 // maps) take one warp each and are done in a single kernel; large ones are split into chunks
 // reduced by separate blocks (so a batch of 2 still fills the GPU), then a per-plane table of
-// scale/shift is built and one vectorized pass writes y = x·scale + shift.
+// scale/shift/centre is built and one vectorized pass writes y = (x − mean)·scale + shift.
 // Backward. Per plane (n, c): ds = Σ dz·x and db = Σ dz (dz = dy masked by y > 0 under the fused
 // ReLU), chunked like the forward statistics; from them per-group coefficients give
 // dx = c1·dz + c2·x + c3 in one more pass, and dγ, dβ are reduced over n in a fixed order.
@@ -49,16 +49,19 @@ __global__ void gn_forward_small_kernel(const T* __restrict__ x, const T* __rest
   for (int64_t s = blockIdx.x * warps_per_block + (threadIdx.x >> 5); s < groups_total;
        s += int64_t(gridDim.x) * warps_per_block) {
     const T* xs = x + s * group_len;
+    // Sums of x − x[0]: a large common offset would otherwise cancel the variance away.
+    const double origin = group_len > 0 ? to_d(xs[0]) : 0.0;
     double sum = 0.0, sq = 0.0;
     for (int64_t i = lane; i < group_len; i += 32) {
-      const double v = to_d(xs[i]);
+      const double v = to_d(xs[i]) - origin;
       sum += v;
       sq += v * v;
     }
     sum = det::warp_sum(sum);
     sq = det::warp_sum(sq);
-    const double mean = group_len > 0 ? sum / group_len : 0.0;
-    const double var = group_len > 0 ? ::fmax(sq / group_len - mean * mean, 0.0) : 0.0;
+    const double shifted_mean = group_len > 0 ? sum / group_len : 0.0;
+    const double mean = origin + shifted_mean;
+    const double var = group_len > 0 ? ::fmax(sq / group_len - shifted_mean * shifted_mean, 0.0) : 0.0;
     const double rstd = 1.0 / ::sqrt(var + eps);
     if (lane == 0) {
       mean_out[s] = static_cast<S>(mean);
@@ -71,7 +74,8 @@ __global__ void gn_forward_small_kernel(const T* __restrict__ x, const T* __rest
       const T g = gamma ? gamma[c * gamma_stride] : T(1);
       const T b = beta ? beta[c * beta_stride] : T(0);
       const T scale = static_cast<T>(rstd) * g;
-      T v = xs[i] * scale + (b - static_cast<T>(mean) * scale);
+      // (x − mean)·scale, not x·scale − mean·scale: the latter cancels when rstd is large.
+      T v = (xs[i] - static_cast<T>(mean)) * scale + b;
       if (relu) v = v > T(0) ? v : T(0);
       ys[i] = v;
     }
@@ -86,18 +90,20 @@ __global__ void gn_stats_partial_kernel(const T* __restrict__ x, int64_t segment
   const int64_t segment = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
   const int64_t begin = chunk * chunk_len, end = ::min(segment_len, begin + chunk_len);
   const T* xs = x + segment * segment_len;
+  const double origin = to_d(xs[0]);  // sums of x − x[0] (see gn_forward_small_kernel)
   double sum = 0.0, sq = 0.0;
   if constexpr (VEC) {
     const float4* x4 = reinterpret_cast<const float4*>(xs);
 #pragma unroll 4
     for (int64_t i = begin / 4 + threadIdx.x; i < end / 4; i += blockDim.x) {
       const float4 v = x4[i];
-      sum += double(v.x) + double(v.y) + double(v.z) + double(v.w);
-      sq += double(v.x) * v.x + double(v.y) * v.y + double(v.z) * v.z + double(v.w) * v.w;
+      const double a = v.x - origin, b = v.y - origin, c = v.z - origin, d = v.w - origin;
+      sum += a + b + c + d;
+      sq += a * a + b * b + c * c + d * d;
     }
   } else {
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      const double v = to_d(xs[i]);
+      const double v = to_d(xs[i]) - origin;
       sum += v;
       sq += v * v;
     }
@@ -112,11 +118,13 @@ __global__ void gn_stats_partial_kernel(const T* __restrict__ x, int64_t segment
 // One thread per plane (n, c): its group's statistics from the chunk partials (added in chunk
 // order), the plane's scale and shift, and (first plane of the group) mean and rstd.
 template <typename T, typename S>
-__global__ void gn_forward_finalize_kernel(const double* __restrict__ partial, int chunks, int64_t planes,
+__global__ void gn_forward_finalize_kernel(const T* __restrict__ x, const double* __restrict__ partial, int chunks,
+                                           int64_t planes,
                                            int64_t channels, int64_t channels_per_group, int64_t group_len,
                                            double eps, const T* __restrict__ gamma, int64_t gamma_stride,
                                            const T* __restrict__ beta, int64_t beta_stride, T* __restrict__ scale,
-                                           T* __restrict__ shift, S* __restrict__ mean_out, S* __restrict__ rstd_out) {
+                                           T* __restrict__ shift, T* __restrict__ center, S* __restrict__ mean_out,
+                                           S* __restrict__ rstd_out) {
   ISRN_CUDA_KERNEL_LOOP(p, planes) {
     const int64_t c = p % channels, s = p / channels_per_group;  // planes of a group are consecutive
     double sum = 0.0, sq = 0.0;
@@ -124,13 +132,15 @@ __global__ void gn_forward_finalize_kernel(const double* __restrict__ partial, i
       sum += partial[2 * (s * chunks + k)];
       sq += partial[2 * (s * chunks + k) + 1];
     }
-    const double mean = sum / group_len;
-    const double var = ::fmax(sq / group_len - mean * mean, 0.0);
+    const double shifted_mean = sum / group_len;
+    const double mean = to_d(x[s * group_len]) + shifted_mean;
+    const double var = ::fmax(sq / group_len - shifted_mean * shifted_mean, 0.0);
     const double rstd = 1.0 / ::sqrt(var + eps);
     const double g = gamma ? to_d(gamma[c * gamma_stride]) : 1.0;
     const double b = beta ? to_d(beta[c * beta_stride]) : 0.0;
     scale[p] = static_cast<T>(rstd * g);
-    shift[p] = static_cast<T>(b - mean * rstd * g);
+    shift[p] = static_cast<T>(b);
+    center[p] = static_cast<T>(mean);
     if (c % channels_per_group == 0) {
       mean_out[s] = static_cast<S>(mean);
       rstd_out[s] = static_cast<S>(rstd);
@@ -140,8 +150,8 @@ __global__ void gn_forward_finalize_kernel(const double* __restrict__ partial, i
 
 template <typename T, bool VEC>
 __global__ void gn_forward_apply_kernel(const T* __restrict__ x, const T* __restrict__ scale,
-                                        const T* __restrict__ shift, det::IntDivider div_hw, int64_t total, bool relu,
-                                        T* __restrict__ y) {
+                                        const T* __restrict__ shift, const T* __restrict__ center,
+                                        det::IntDivider div_hw, int64_t total, bool relu, T* __restrict__ y) {
   if constexpr (VEC) {
     // hw % 4 == 0: the four elements of a float4 share a plane. hw < 2^31 (checked by the host).
     const float4* x4 = reinterpret_cast<const float4*>(x);
@@ -149,12 +159,12 @@ __global__ void gn_forward_apply_kernel(const T* __restrict__ x, const T* __rest
     const int64_t hw4 = div_hw.divisor / 4;
     ISRN_CUDA_KERNEL_LOOP(i, total / 4) {
       const int64_t p = i / hw4;
-      const float a = scale[p], b = shift[p];
+      const float a = scale[p], b = shift[p], m = center[p];
       float4 v = x4[i];
-      v.x = fmaf(v.x, a, b);
-      v.y = fmaf(v.y, a, b);
-      v.z = fmaf(v.z, a, b);
-      v.w = fmaf(v.w, a, b);
+      v.x = fmaf(v.x - m, a, b);
+      v.y = fmaf(v.y - m, a, b);
+      v.z = fmaf(v.z - m, a, b);
+      v.w = fmaf(v.w - m, a, b);
       if (relu) {
         v.x = fmaxf(v.x, 0.0f);
         v.y = fmaxf(v.y, 0.0f);
@@ -166,7 +176,7 @@ __global__ void gn_forward_apply_kernel(const T* __restrict__ x, const T* __rest
   } else {
     ISRN_CUDA_KERNEL_LOOP(i, total) {
       const int64_t p = i / int64_t(div_hw.divisor);
-      T v = x[i] * scale[p] + shift[p];
+      T v = (x[i] - center[p]) * scale[p] + shift[p];
       if (relu) v = v > T(0) ? v : T(0);
       y[i] = v;
     }
@@ -381,17 +391,21 @@ void group_norm_forward(const Tensor& x_in, const Tensor& gamma, const Tensor& b
       ISRN_CUDA_LAUNCH_CHECK("gn_stats_partial_kernel");
       const int64_t planes = batch * channels;
       Tensor scale = det::scratch({planes}, x.dtype(), x.device()), shift = det::scratch({planes}, x.dtype(), x.device());
+      Tensor center = det::scratch({planes}, x.dtype(), x.device());
       gn_forward_finalize_kernel<T, S><<<grid_for(planes), kBlock, 0, current_stream()>>>(
-          partial.data_ptr<double>(), chunks, planes, channels, cpg, group_len, eps, g, optional_stride(gamma), b,
-          optional_stride(beta), scale.data_ptr<T>(), shift.data_ptr<T>(), mean.data_ptr<S>(), rstd.data_ptr<S>());
+          x.data_ptr<T>(), partial.data_ptr<double>(), chunks, planes, channels, cpg, group_len, eps, g,
+          optional_stride(gamma), b, optional_stride(beta), scale.data_ptr<T>(), shift.data_ptr<T>(),
+          center.data_ptr<T>(), mean.data_ptr<S>(), rstd.data_ptr<S>());
       ISRN_CUDA_LAUNCH_CHECK("gn_forward_finalize_kernel");
       const det::IntDivider div_hw(static_cast<uint32_t>(hw));
       if (std::is_same_v<T, float> && vectorizable(hw, {x.raw_data(), y.raw_data()})) {
         gn_forward_apply_kernel<T, true><<<grid_for(total / 4), kBlock, 0, current_stream()>>>(
-            x.data_ptr<T>(), scale.data_ptr<T>(), shift.data_ptr<T>(), div_hw, total, fuse_relu, y.data_ptr<T>());
+            x.data_ptr<T>(), scale.data_ptr<T>(), shift.data_ptr<T>(), center.data_ptr<T>(), div_hw, total, fuse_relu,
+            y.data_ptr<T>());
       } else {
         gn_forward_apply_kernel<T, false><<<grid_for(total), kBlock, 0, current_stream()>>>(
-            x.data_ptr<T>(), scale.data_ptr<T>(), shift.data_ptr<T>(), div_hw, total, fuse_relu, y.data_ptr<T>());
+            x.data_ptr<T>(), scale.data_ptr<T>(), shift.data_ptr<T>(), center.data_ptr<T>(), div_hw, total, fuse_relu,
+            y.data_ptr<T>());
       }
       ISRN_CUDA_LAUNCH_CHECK("gn_forward_apply_kernel");
     });

@@ -16,8 +16,8 @@ struct PoolGeometry {
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
 };
 
-// The first maximum of each window in row-major order; NaN wins (the first NaN), as on the CPU and
-// in PyTorch. Padded cells never win: the window is clipped to the input.
+// The first maximum of each window in row-major order; a NaN wins, the last of several (PyTorch's
+// rule v > best || isnan(v), as on the CPU). Padded cells never win: the window is clipped to the input.
 template <typename T>
 __global__ void max_pool2d_forward_kernel(int64_t total, PoolGeometry g, const T* __restrict__ x, T* __restrict__ y,
                                           int64_t* __restrict__ indices) {
@@ -37,7 +37,6 @@ __global__ void max_pool2d_forward_kernel(int64_t total, PoolGeometry g, const T
     for (int64_t h = h_begin; h < h_end; ++h) {
       for (int64_t w = w_begin; w < w_end; ++w) {
         const T v = xp[h * g.in_w + w];
-        if (best != best) break;
         if (v > best || v != v) {
           best = v;
           best_at = h * g.in_w + w;

@@ -20,6 +20,19 @@ template <typename T> ISRN_HOST_DEVICE T log_(T x) { if constexpr (std::is_same_
 template <typename T> ISRN_HOST_DEVICE T log1p_(T x) { if constexpr (std::is_same_v<T, float>) return ::log1pf(x); else return ::log1p(static_cast<double>(x)); }
 template <typename T> ISRN_HOST_DEVICE T sqrt_(T x) { if constexpr (std::is_same_v<T, float>) return ::sqrtf(x); else return ::sqrt(static_cast<double>(x)); }
 template <typename T> ISRN_HOST_DEVICE T pow_(T x, T p) { if constexpr (std::is_same_v<T, float>) return ::powf(x, p); else return ::pow(static_cast<double>(x), static_cast<double>(p)); }
+// Exact shortcuts for the common exponents: correctly rounded like the host's pow, and identical on
+// every backend (a device pow may differ from the host's by an ulp).
+template <typename T> ISRN_HOST_DEVICE T pow_exact_(T x, T p) {
+  if (p == T(1)) return x;
+  if (p == T(2)) return x * x;
+  if (p == T(-1)) return T(1) / x;
+  if (p == T(0.5)) {
+    if (x == T(0)) return T(0);                       // pow(-0, 0.5) = +0, where sqrt gives -0
+    if (x < T(0) && (x - x) != (x - x)) return -x;    // pow(-inf, 0.5) = +inf, where sqrt gives NaN
+    return sqrt_(x);
+  }
+  return pow_(x, p);
+}
 template <typename T> ISRN_HOST_DEVICE T abs_(T x) { return x < T(0) ? -x : x; }
 template <typename T> ISRN_HOST_DEVICE T max_(T a, T b) { return a > b ? a : b; }
 template <typename T> ISRN_HOST_DEVICE T min_(T a, T b) { return a < b ? a : b; }
@@ -55,7 +68,7 @@ ISRN_HOST_DEVICE T unary_forward(T x, T p0, T p1) {
   else if constexpr (Op == UnaryOp::Log) return log_(x);
   else if constexpr (Op == UnaryOp::Sqrt) return sqrt_(x);
   else if constexpr (Op == UnaryOp::Abs) return abs_(x);
-  else if constexpr (Op == UnaryOp::Pow) return pow_(x, p0);
+  else if constexpr (Op == UnaryOp::Pow) return pow_exact_(x, p0);
   else if constexpr (Op == UnaryOp::Clamp) return min_nan_(max_nan_(x, p0), p1);
   else if constexpr (Op == UnaryOp::Relu) return (x > T(0) || x != x) ? x : T(0);
   else if constexpr (Op == UnaryOp::Sigmoid) return sigmoid_(x);
@@ -71,7 +84,7 @@ ISRN_HOST_DEVICE T unary_backward(T g, T x, T y, T p0, T p1) {
   else if constexpr (Op == UnaryOp::Log) return g / x;
   else if constexpr (Op == UnaryOp::Sqrt) return g / (T(2) * y);
   else if constexpr (Op == UnaryOp::Abs) return x > T(0) ? g : (x < T(0) ? -g : T(0));
-  else if constexpr (Op == UnaryOp::Pow) return p0 == T(0) ? T(0) : g * p0 * pow_(x, p0 - T(1));
+  else if constexpr (Op == UnaryOp::Pow) return p0 == T(0) ? T(0) : g * p0 * pow_exact_(x, p0 - T(1));
   else if constexpr (Op == UnaryOp::Clamp) return (x >= p0 && x <= p1) ? g : T(0);  // as PyTorch: inclusive
   else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? g : T(0);
   else if constexpr (Op == UnaryOp::Sigmoid) {
