@@ -7,15 +7,17 @@
 //   forward:          y_n  = w[Co, K] · col_n[K, J]            (+ bias)
 //   backward input:   dx_n = col2im(w^T[K, Co] · dy_n[Co, J])
 //   backward weight:  dw   = Σ_n dy_n[Co, J] · col_n^T[J, K]
-// Four ways to feed the GEMM its columns, cheapest first:
+// The forward GEMM gets its columns one of three ways:
 //   pointwise  1x1, stride 1, no padding: col_n is x_n itself (a direct GEMM, no im2col).
-//   implicit   stride 1: for 32 outputs of one row, row k of the column block is 32 consecutive
-//              elements of a zero-padded copy of x, found through a table of K offsets: the
-//              micro-kernel reads x in place and nothing is im2col'ed.
-//   im2col     otherwise: tiles of output columns are im2col'ed straight into the packed layout,
-//              sized so a tile stays in L2.
-//   The backward-input pass of a stride-1 convolution is itself a stride-1 convolution of dy with the
-//   flipped, transposed weight, and runs as one; other strides use GEMM + col2im.
+//   implicit   whenever output rows fill at least 3/4 of the micro-kernel's NR lanes: for NR outputs
+//              of one row, row k of the column block is NR consecutive elements of the input's
+//              zero-padded stride phases, found through a table of K offsets; the micro-kernel reads
+//              them in place and nothing is im2col'ed.
+//   im2col     otherwise (narrow maps): tiles of output columns are im2col'ed straight into the packed
+//              layout, sized so a tile stays in L2.
+// The input gradient of a stride-1 convolution is itself a stride-1 convolution of dy with the
+// flipped, transposed weight, and runs as one; other strides use GEMM + col2im. The weight gradient
+// reads col in place as well (gemm::gathered_rows_kernel) and transposes only dy.
 #include <omp.h>
 
 #include <algorithm>
@@ -429,11 +431,12 @@ bool backward_input_as_forward(const T* gy, const T* w, const Geometry& g, T* gx
   return true;
 }
 
+// dx for strides above 1 (and stride-1 cases backward_input_as_forward declines): per image and
+// group of input channels, dcol = w^T · dy tile by tile, scattered back with col2im.
 template <typename T>
 void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
   constexpr int64_t MR = Blocking<T>::MR;
   const int threads = threads_for(g);
-  const bool pointwise = g.is_pointwise();
   // col2im of different tiles of one image overlaps wherever windows overlap, so images and groups
   // of input channels (disjoint in dx) are the parallel tasks; tiles run in order inside a task.
   int64_t groups = 1;
@@ -444,7 +447,7 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
   const int64_t per_group = ceil_div(g.C, groups);
   groups = ceil_div(g.C, per_group);
   const int64_t group_rows = per_group * g.taps();
-  const int64_t cols = tile_columns<T>((g.Co + (pointwise ? 0 : group_rows)) * static_cast<int64_t>(sizeof(T)), g.J);
+  const int64_t cols = tile_columns<T>((g.Co + group_rows) * static_cast<int64_t>(sizeof(T)), g.J);
 
   // A = w^T [K, Co], packed per channel group. (Read in place it would be walked down its columns,
   // one cache line and, for deep layers, one page per step.)
@@ -461,7 +464,7 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     T* packed_gy = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(g.Co, cols));
-    T* tile = pointwise ? nullptr : gemm::scratch<T>(kTile, group_rows * cols);
+    T* tile = gemm::scratch<T>(kTile, group_rows * cols);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < g.N * groups; ++t) {
       const int64_t n = t / groups, gi = t % groups;
@@ -469,16 +472,12 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
       const AOperand<T> a = AOperand<T>::packed_panels(packed_w + offset[gi], g.Co);
       const T* gy_n = gy + n * g.Co * g.J;
       T* gx_n = gx + n * g.C * g.H * g.W;
-      if (!pointwise) std::fill(gx_n + c0 * g.H * g.W, gx_n + c1 * g.H * g.W, T(0));
+      std::fill(gx_n + c0 * g.H * g.W, gx_n + c1 * g.H * g.W, T(0));
       for (int64_t j0 = 0; j0 < g.J; j0 += cols) {
         const int64_t width = std::min(cols, g.J - j0);
         gemm::pack_b(gy_n + j0, g.J, int64_t{1}, g.Co, width, packed_gy);
-        if (pointwise) {
-          gemm::multiply(a, packed_gy, 0, rows, width, g.Co, gx_n + c0 * g.J + j0, g.J, false);
-        } else {
-          gemm::multiply(a, packed_gy, 0, rows, width, g.Co, tile, cols, false);
-          col2im_add(tile, cols, g, c0, c1, j0, width, gx_n);
-        }
+        gemm::multiply(a, packed_gy, 0, rows, width, g.Co, tile, cols, false);
+        col2im_add(tile, cols, g, c0, c1, j0, width, gx_n);
       }
     }
   }

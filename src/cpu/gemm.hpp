@@ -1,18 +1,23 @@
 #pragma once
-// A packed, cache-blocked GEMM for the CPU kernels (convolution first): C (+)= A·B with A and B
-// copied into "panels" whose layout the register-blocked micro-kernel streams with unit stride.
+// The GEMM machinery of the CPU kernels (convolution first): a register-blocked micro-kernel
+// (MR x NR tile of C in vector registers, C (+)= A·B over a block of the depth), operand packing,
+// and a cache-blocked driver. The micro-kernel reads A from packed panels or in place (row-major),
+// and B from packed panels or through a table of row offsets (implicit-GEMM convolution: rows are
+// shifted rows of the input); gathered_rows_kernel serves the convolution weight gradient.
 //
 // Why not Eigen's GEMM: on this project's AVX-512 machines Eigen 3.4 reaches about 45% of the FMA
 // peak for float (76 GFLOP/s on one core where oneDNN's convolutions reach 165), which alone puts
-// every compute-bound convolution past 1.5x of PyTorch. Owning the packing also lets the
-// convolution write im2col output straight into the packed layout (one pass instead of two) and pack
-// the weights once per call instead of once per tile.
+// every compute-bound convolution past 1.5x of PyTorch; owning the operand layout is also what lets
+// a convolution skip im2col. The vector code is written for AVX-512 and AVX2+FMA, with a portable
+// fallback for other targets.
 //
-// Layout. An A panel holds MR rows of A over the whole depth, k-major: panel[k * MR + r]. A B panel
-// holds NR columns over the whole depth: panel[k * NR + c]. Rows/columns past the matrix edge are
-// zero. Panel p of a packed operand of depth `depth` starts at p * MR * depth (resp. NR * depth), so
-// the depth block [k0, k0 + kc) of a panel is the contiguous range starting at k0 * MR (k0 * NR).
+// Packed layout. An A panel holds MR rows of A over the whole depth, k-major: panel[k * MR + r]. A
+// B panel holds NR columns over the whole depth: panel[k * NR + c]. Rows/columns past the matrix
+// edge are zero. Panel p of a packed operand of depth `depth` starts at p * MR * depth (resp.
+// NR * depth), so the depth block [k0, k0 + kc) of a panel is the contiguous range at k0 * MR (k0 * NR).
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -20,6 +25,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 namespace isrn::cpu::gemm {
 
