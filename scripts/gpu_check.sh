@@ -51,8 +51,8 @@ if want bench; then
   if [ -x build-gpu/bench/isrn_bench ]; then
     ./build-gpu/bench/isrn_bench --benchmark_filter='cuda' --benchmark_format=json \
       --benchmark_out="$OUT/bench_cuda.json" 2>&1 | tail -60 | tee "$OUT/bench.log"
-    if [ -f bench/compare_pytorch.py ]; then
-      python3 bench/compare_pytorch.py --device cuda --isrn-json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/compare.log"
+    if [ -f bench/compare_pytorch_gpu.py ]; then
+      python3 bench/compare_pytorch_gpu.py --isrn-json "$OUT/bench_cuda.json" --markdown 2>&1 | tee "$OUT/compare.log"
     fi
   fi
 fi
