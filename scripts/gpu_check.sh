@@ -44,7 +44,7 @@ fi
 if want sanitize; then
   # Direct cudaMalloc per tensor so memcheck sees every allocation's bounds.
   ISRN_CUDA_NO_CACHE=1 ISRN_TEST_DEVICE=cuda timeout ${ISRN_SANITIZE_LIMIT:-300} compute-sanitizer --tool memcheck --leak-check full \
-    --error-exitcode 9 ./build-gpu/tests/isrn_tests -tce='*consumer*' 2>&1 | tail -30 | tee "$OUT/sanitizer.log"
+    --error-exitcode 9 ./build-gpu/tests/isrn_tests -tc="${ISRN_SANITIZE_CASES:-*}" 2>&1 | tail -30 | tee "$OUT/sanitizer.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
 if want bench; then
