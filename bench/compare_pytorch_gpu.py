@@ -10,6 +10,7 @@ with CUDA events, the median of many repetitions after a warm-up. Case names mus
 import argparse
 import json
 import math
+import re
 import statistics
 
 import torch
@@ -150,7 +151,8 @@ def main():
             if b.get("error_occurred"):
                 continue
             scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b.get("time_unit", "ns")]
-            isrn[b["name"].split("/manual_time")[0]] = (b["real_time"] * scale, b)
+            name = re.sub(r"/(min_time|manual_time)[^/]*", "", b["name"])
+            isrn[name] = (b["real_time"] * scale, b)
     torch_cases = cases()
     rows = []
     for name, (ms, rec) in isrn.items():

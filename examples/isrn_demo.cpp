@@ -1,6 +1,6 @@
 // isrn-demo: a small convolutional network trained from scratch on generated images, to show the
 // library end to end (tensors, autograd, conv2d, GroupNorm, pooling, losses, SGD) before the
-// detector arrives. Each image holds one bright shape, a square or a disc, on a noisy background;
+// detector arrives. Each image holds one bright shape, a bar or a disc, on a noisy background;
 // the network learns to say which shape it is (binary cross-entropy) and where its centre is
 // (smooth L1). It prints the loss falling and the held-out accuracy.
 #include <chrono>
@@ -34,12 +34,16 @@ Batch make_batch(int64_t n, Generator& gen) {
   float* pc = centres.data_ptr<float>();
   for (int64_t i = 0; i < n; ++i) {
     const bool disc = gen.uniform() < 0.5;
+    const bool horizontal = gen.uniform() < 0.5;
     const double r = 3.0 + 3.0 * gen.uniform();
-    const double cx = r + (kSize - 2 * r) * gen.uniform(), cy = r + (kSize - 2 * r) * gen.uniform();
+    const double reach = disc ? r : 1.6 * r;  // keep the whole shape inside the image
+    const double cx = reach + (kSize - 2 * reach) * gen.uniform(), cy = reach + (kSize - 2 * reach) * gen.uniform();
     for (int64_t y = 0; y < kSize; ++y)
       for (int64_t x = 0; x < kSize; ++x) {
         const double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
-        const bool inside = disc ? dx * dx + dy * dy <= r * r : std::abs(dx) <= r * 0.85 && std::abs(dy) <= r * 0.85;
+        const bool inside = disc ? dx * dx + dy * dy <= r * r
+                                 : (horizontal ? std::abs(dx) <= r * 1.6 && std::abs(dy) <= r * 0.5
+                                               : std::abs(dx) <= r * 0.5 && std::abs(dy) <= r * 1.6);
         px[(i * kSize + y) * kSize + x] = static_cast<float>((inside ? 1.0 : 0.0) + 0.3 * gen.normal());
       }
     pl[i] = disc ? 1.0f : 0.0f;
@@ -66,7 +70,7 @@ struct Net {
         be2(zeros({32}).set_requires_grad(true)),
         w3(kaiming({32, 32, 1, 5}, 32 * 5, gen)),
         b3(zeros({32}).set_requires_grad(true)),
-        wf(mul(randn({32, 3}, {}, &gen), 0.01).set_requires_grad(true)),
+        wf(mul(randn({32 * 6 * 6, 3}, {}, &gen), std::sqrt(1.0 / (32 * 6 * 6))).set_requires_grad(true)),
         bf(zeros({3}).set_requires_grad(true)) {}
 
   // Returns [N, 3]: a logit for "disc" and the two centre coordinates.
@@ -74,9 +78,10 @@ struct Net {
     Tensor h = group_norm(conv2d(x, w1, b1, Conv2dParams::same(3, 3)), 4, g1, be1, 1e-5, /*fuse_relu=*/true);
     h = max_pool2d(h, Pool2dParams{{2, 2}, {2, 2}, {0, 0}, false});
     h = group_norm(conv2d(h, w2, b2, Conv2dParams::same(3, 3)), 8, g2, be2, 1e-5, true);
+    h = max_pool2d(h, Pool2dParams{{2, 2}, {2, 2}, {0, 0}, false});
     h = relu(conv2d(h, w3, b3, Conv2dParams::same(1, 5)));
-    h = mean(h, {2, 3});  // global average pooling → [N, 32]
-    return add(matmul(h, wf), bf);
+    // Flattened, not averaged: the centre regression needs to know where the features are.
+    return add(matmul(h.flatten(1), wf), bf);  // [N, 32·6·6] → [N, 3]
   }
   std::vector<Tensor> norm_and_bias() const { return {b1, g1, be1, b2, g2, be2, b3, bf}; }
   std::vector<Tensor> weights() const { return {w1, w2, w3, wf}; }
@@ -85,7 +90,7 @@ struct Net {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int iters = 300;
+  int iters = 600;
   if (argc > 1) {
     char* end = nullptr;
     iters = static_cast<int>(std::strtol(argv[1], &end, 10));
@@ -97,9 +102,9 @@ int main(int argc, char** argv) {
   try {
     Generator gen(2026);
     Net net(gen);
-    optim::SGD sgd({optim::ParamGroup{net.weights(), 0.05, 0.9, 1e-4},
-                    optim::ParamGroup{net.norm_and_bias(), 0.05, 0.9, 0.0}});
-    optim::WarmupMultiStep schedule(0.05, {iters * 2 / 3}, /*gamma=*/0.1, /*warmup_factor=*/0.1, /*warmup_iters=*/20);
+    optim::SGD sgd({optim::ParamGroup{net.weights(), 0.005, 0.9, 1e-4},
+                    optim::ParamGroup{net.norm_and_bias(), 0.005, 0.9, 0.0}});
+    optim::WarmupMultiStep schedule(0.005, {iters * 2 / 3}, /*gamma=*/0.1, /*warmup_factor=*/0.1, /*warmup_iters=*/20);
     Generator data_gen(7);
     const Batch held_out = make_batch(256, data_gen);
     std::printf("isrn-demo: %d iterations of SGD, batch 32, on generated %lldx%lld images (%d threads)\n", iters,
@@ -111,7 +116,7 @@ int main(int argc, char** argv) {
       Tensor out = net.forward(b.images);
       Tensor cls = binary_cross_entropy_with_logits(out.narrow(1, 0, 1), b.is_disc);
       Tensor box = smooth_l1_loss(out.narrow(1, 1, 2), b.centre, 0.02, Reduction::Mean);
-      Tensor loss = add(cls, mul(box, 10.0));
+      Tensor loss = add(cls, mul(box, 2.0));
       sgd.zero_grad();
       loss.backward();
       for (size_t g = 0; g < 2; ++g) sgd.set_lr(g, schedule.lr_at(it));

@@ -817,7 +817,8 @@ TEST_CASE("cuda kernels: max_pool2d forward and backward against a naive referen
               for (int64_t ww = j * c.s - c.p; ww < j * c.s - c.p + c.k; ++ww) {
                 if (hh < 0 || hh >= h || ww < 0 || ww >= w) continue;
                 const double v = xv[plane * h * w + hh * w + ww];
-                const bool better = best_at < 0 || (std::isnan(v) && !std::isnan(best)) || (!std::isnan(best) && v > best);
+                // PyTorch's rule, as on the CPU: v > best || isnan(v) (the last NaN of a window wins).
+                const bool better = best_at < 0 || std::isnan(v) || v > best;
                 if (better) {
                   best = v;
                   best_at = hh * w + ww;

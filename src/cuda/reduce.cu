@@ -18,6 +18,7 @@ constexpr int kWarp = 32;
 constexpr int64_t kWarpRowMax = 512;  // rows up to this long get a warp, longer ones a block
 constexpr int kRowsBlock = 256;       // 8 warps, one row each
 constexpr int kLongRowBlock = 512;
+constexpr int64_t kSliceLen = 16384;  // elements per block when a long row is split across blocks
 
 template <typename Acc>
 struct Partial {
@@ -108,6 +109,43 @@ __global__ void reduce_rows_block_kernel(int64_t m, int64_t n, const T* __restri
   }
 }
 
+// Few long rows (a whole-tensor sum): one row per block would leave the GPU idle, so each row is cut
+// into slices reduced by separate blocks; a warp per row then folds its slices' partials in order.
+template <ReduceOp Op, typename T, typename Acc>
+__global__ void reduce_slices_kernel(int64_t n, int64_t slices, int64_t slice_len, const T* __restrict__ x,
+                                     Partial<Acc>* __restrict__ partials) {
+  __shared__ Partial<Acc> warp_results[kLongRowBlock / kWarp];
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const int64_t row = blockIdx.x / slices, begin = (blockIdx.x % slices) * slice_len;
+  const int64_t end = begin + slice_len < n ? begin + slice_len : n;
+  const T* r = x + row * n;
+  Partial<Acc> p = empty_partial<Op, Acc>();
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) p = combine<Op>(p, Partial<Acc>{static_cast<Acc>(r[j]), j});
+  p = warp_reduce<Op>(p);
+  if (lane == 0) warp_results[warp] = p;
+  __syncthreads();
+  if (warp == 0) {
+    p = lane < static_cast<int>(blockDim.x / kWarp) ? warp_results[lane] : empty_partial<Op, Acc>();
+    p = warp_reduce<Op>(p);
+    if (lane == 0) partials[blockIdx.x] = p;
+  }
+}
+
+template <ReduceOp Op, typename T, typename Acc>
+__global__ void fold_slices_kernel(int64_t m, int64_t slices, const Partial<Acc>* __restrict__ partials,
+                                   T* __restrict__ values, int64_t* __restrict__ indices) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t row = blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+  if (row >= m) return;
+  Partial<Acc> p = empty_partial<Op, Acc>();
+  for (int64_t k = lane; k < slices; k += kWarp) p = combine<Op>(p, partials[row * slices + k]);
+  p = warp_reduce<Op>(p);
+  if (lane == 0) {
+    values[row] = static_cast<T>(p.value);
+    if (indices != nullptr) indices[row] = p.index;
+  }
+}
+
 template <ReduceOp Op, typename T>
 void launch_reduce_rows(const Tensor& x, Tensor& values, Tensor& indices) {
   using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;  // integers exactly
@@ -120,6 +158,17 @@ void launch_reduce_rows(const Tensor& x, Tensor& values, Tensor& indices) {
     reduce_rows_warp_kernel<Op, T, Acc>
         <<<grid_for(m, static_cast<int>(rows_per_block)), kRowsBlock, 0, current_stream()>>>(m, n, px, pv, pi);
     ISRN_CUDA_LAUNCH_CHECK("reduce_rows_warp_kernel");
+  } else if (m < 512 && n >= 4 * kSliceLen && m * ((n + kSliceLen - 1) / kSliceLen) < (int64_t{1} << 31)) {
+    const int64_t slices = (n + kSliceLen - 1) / kSliceLen;
+    Tensor partials = empty({m * slices * static_cast<int64_t>(sizeof(Partial<Acc>))},
+                            TensorOptions(DType::UInt8).device(x.device()));
+    auto* pp = reinterpret_cast<Partial<Acc>*>(partials.raw_data());
+    reduce_slices_kernel<Op, T, Acc><<<static_cast<unsigned>(m * slices), kLongRowBlock, 0, current_stream()>>>(
+        n, slices, kSliceLen, px, pp);
+    ISRN_CUDA_LAUNCH_CHECK("reduce_slices_kernel");
+    fold_slices_kernel<Op, T, Acc><<<grid_for(m, kRowsBlock / kWarp), kRowsBlock, 0, current_stream()>>>(
+        m, slices, pp, pv, pi);
+    ISRN_CUDA_LAUNCH_CHECK("fold_slices_kernel");
   } else {
     reduce_rows_block_kernel<Op, T, Acc><<<grid_for(m, 1), kLongRowBlock, 0, current_stream()>>>(m, n, px, pv, pi);
     ISRN_CUDA_LAUNCH_CHECK("reduce_rows_block_kernel");
