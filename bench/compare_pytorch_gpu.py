@@ -50,9 +50,9 @@ def cases():
     c = {}
     a, b = g(2, 256, 256, 256, seed=1), g(2, 256, 256, 256, seed=2)
     out = torch.empty_like(a)
-    c["cuda/copy_d2d/P2x2"] = lambda: out.copy_(a)
-    c["cuda/add/P2x2"] = lambda: a + b
-    c["cuda/sum/P2x2"] = lambda: a.sum()
+    c["cuda/copy_d2d/P2x2"] = lambda a=a, out=out: out.copy_(a)
+    c["cuda/add/P2x2"] = lambda a=a, b=b: a + b
+    c["cuda/sum/P2x2"] = lambda a=a: a.sum()
     for name, n, h in [("P2x2", 2, 256), ("P3x2", 2, 128), ("P5x2", 2, 32), ("P7x2", 2, 8)]:
         x, gamma, beta = g(n, 256, h, h, seed=3), g(256, seed=4), g(256, seed=5)
         c[f"cuda/group_norm_fwd/{name}"] = (lambda x=x, gm=gamma, bt=beta: F.group_norm(x, 16, gm, bt))
@@ -62,7 +62,7 @@ def cases():
         c[f"cuda/group_norm_bwd/{name}"] = (
             lambda y=y, xr=xr, gr=gr, br=br, dy=dy: torch.autograd.grad(y, (xr, gr, br), dy, retain_graph=True))
     x, gamma, beta = g(2, 256, 256, 256, seed=3), g(256, seed=4), g(256, seed=5)
-    c["cuda/group_norm_relu_fwd/P2x2"] = lambda: F.relu(F.group_norm(x, 16, gamma, beta))
+    c["cuda/group_norm_relu_fwd/P2x2"] = lambda x=x, gm=gamma, bt=beta: F.relu(F.group_norm(x, 16, gm, bt))
 
     def focal(shape):
         logits = g(*shape, seed=7).requires_grad_(True)

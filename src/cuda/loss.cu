@@ -83,8 +83,9 @@ void sigmoid_focal_loss(const Tensor& logits_in, const Tensor& targets_in, const
       ISRN_CUDA_LAUNCH_CHECK("focal_elementwise_kernel");
       return;
     }
+    // Enough resident warps per SM to hide the exp/log1p latency of the per-element math.
     const int64_t blocks = std::clamp<int64_t>((n + kBlock * 4 - 1) / (kBlock * 4), 1,
-                                               4 * int64_t(det::multiprocessor_count()));
+                                               16 * int64_t(det::multiprocessor_count()));
     Tensor partial = det::scratch({blocks}, DType::Float64, logits.device());
     focal_partial_sum_kernel<T><<<static_cast<unsigned>(blocks), kBlock, 0, current_stream()>>>(
         logits.data_ptr<T>(), targets.data_ptr<T>(), w, static_cast<T>(alpha), static_cast<T>(gamma), n,
