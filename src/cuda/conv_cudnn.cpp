@@ -122,11 +122,26 @@ std::map<decltype(std::declval<Problem>().key(0, 0)), AlgoChoice> algo_cache;
 // the fastest algorithm that succeeds and is deterministic (so repeated training steps give
 // identical gradients), else the fastest that succeeds. The heuristic ranking (…_v7) was up to 3×
 // slower than the measured choice on the detector's shapes.
+// FFT and Winograd transforms round differently from direct summation (errors of ~1e-6 of the
+// terms in float32, far above the other paths'); isrn keeps every backend to direct-sum accuracy.
+bool transform_algo(cudnnConvolutionFwdAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool transform_algo(cudnnConvolutionBwdDataAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+bool transform_algo(cudnnConvolutionBwdFilterAlgo_t a) {
+  return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+         a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
 template <typename Perf>
 AlgoChoice pick(const Perf* perf, int count, bool want_fma_only) {
   int chosen = -1;
   for (int i = 0; i < count; ++i) {
-    if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || transform_algo(perf[i].algo)) continue;
     if (want_fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
     if (chosen < 0) chosen = i;
     if (perf[i].determinism == CUDNN_DETERMINISTIC) {
