@@ -195,21 +195,20 @@ void register_all() {
         Tensor b = gpu_randn({c.c_out}, 10);
         time_cuda(s, [&] { (void)conv2d(x, w, b, p); }, 0, conv_flops(c, p));
       });
-      if (std::string(c.name) == "head3x3_256_P3" || std::string(c.name) == "rfe1x3_64_P3") {
-        reg("cuda/conv_bwd_input/" + bname + "/" + c.name, [=](benchmark::State& s) {
-          if (!setup(s)) return;
-          Tensor w = gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9);
-          Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12);
-          time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, {c.n, c.c_in, c.h, c.w}, p); }, 0, conv_flops(c, p));
-        });
-        reg("cuda/conv_bwd_weight/" + bname + "/" + c.name, [=](benchmark::State& s) {
-          if (!setup(s)) return;
-          Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8);
-          Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12);
-          time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, {c.c_out, c.c_in, c.kh, c.kw}, p); }, 0,
-                    conv_flops(c, p));
-        });
-      }
+      // The gradient convolutions of every detector shape.
+      reg("cuda/conv_bwd_input/" + bname + "/" + c.name, [=](benchmark::State& s) {
+        if (!setup(s)) return;
+        Tensor w = gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9);
+        Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12);
+        time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, {c.n, c.c_in, c.h, c.w}, p); }, 0, conv_flops(c, p));
+      });
+      reg("cuda/conv_bwd_weight/" + bname + "/" + c.name, [=](benchmark::State& s) {
+        if (!setup(s)) return;
+        Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8);
+        Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12);
+        time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, {c.c_out, c.c_in, c.kh, c.kw}, p); }, 0,
+                  conv_flops(c, p));
+      });
     }
   }
   reg("cuda/matmul/2048", [=](benchmark::State& s) {
@@ -233,6 +232,70 @@ void register_all() {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
     Tensor x = gpu_randn({174720}, 1);
     time_cuda(s, [&] { (void)topk(x, 2000); }, 0, 0);
+  });
+  const double p2 = 2.0 * 256 * 256 * 256;  // elements of a [2,256,256,256] map
+  reg("cuda/sigmoid/P2x2", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor a = gpu_randn({2, 256, 256, 256}, 1);
+    time_cuda(s, [&] { (void)sigmoid(a); }, 8 * p2, 0);
+  });
+  reg("cuda/gt_where/P2x2", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor a = gpu_randn({2, 256, 256, 256}, 1), b = gpu_randn({2, 256, 256, 256}, 2);
+    time_cuda(s, [&] { (void)where(gt(a, b), a, b); }, (8 + 1) * p2 + (1 + 12) * p2, 0);
+  });
+  reg("cuda/cat/P3x4", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    std::vector<Tensor> parts;
+    for (int i = 0; i < 4; ++i) parts.push_back(gpu_randn({1, 64, 128, 128}, 10 + i));
+    time_cuda(s, [&] { (void)cat(parts, 1); }, 2.0 * 4 * 64 * 128 * 128 * 4, 0);
+  });
+  reg("cuda/index_select/2000_of_174720x4", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor boxes = gpu_randn({174720, 4}, 1);
+    Generator g(3);
+    Tensor idx = rand({2000}, TensorOptions(DType::Float64), &g, 0.0, 174720.0).to(DType::Int64).to(Device::cuda());
+    time_cuda(s, [&] { (void)index_select(boxes, 0, idx); }, 2000.0 * (16 + 16 + 8), 0);
+  });
+  reg("cuda/masked_select/4x174720", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor x = gpu_randn({4, 174720}, 1);
+    Tensor mask = gt(x, 2.0);  // about 2 % of the anchors, like positives
+    time_cuda(s, [&] { (void)masked_select(x, mask); }, 5.0 * 4 * 174720, 0);
+  });
+  reg("cuda/sort/174720", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor x = gpu_randn({174720}, 1);
+    time_cuda(s, [&] { (void)sort(x, true); }, 0, 0);
+  });
+  reg("cuda/box_iou/2000x700", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Generator g(5);
+    Tensor axy = rand({2000, 2}, {}, &g, 0.0, 1000.0), awh = rand({2000, 2}, {}, &g, 8.0, 400.0);
+    Tensor gxy = rand({700, 2}, {}, &g, 0.0, 1000.0), gwh = rand({700, 2}, {}, &g, 8.0, 100.0);
+    Tensor a = cat({axy, add(axy, awh)}, 1).to(Device::cuda()), b = cat({gxy, add(gxy, gwh)}, 1).to(Device::cuda());
+    time_cuda(s, [&] { (void)box_iou(a, b); }, 2000.0 * 700 * 4, 0);
+  });
+  reg("cuda/encode_decode_boxes/174720", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Generator g(6);
+    Tensor xy = rand({174720, 2}, {}, &g, 0.0, 1000.0), wh = rand({174720, 2}, {}, &g, 8.0, 400.0);
+    Tensor anchors = cat({xy, add(xy, wh)}, 1).to(Device::cuda());
+    Tensor boxes = add(anchors, mul(gpu_randn({174720, 4}, 7), 2.0));
+    time_cuda(s, [&] { (void)decode_boxes(encode_boxes(boxes, anchors), anchors); }, 174720.0 * 16 * 6, 0);
+  });
+  reg("cuda/resize_bwd_bilinear_ac/P3toP2", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor dy = gpu_randn({1, 256, 256, 256}, 1);
+    time_cuda(s, [&] { (void)resize_backward(dy, {1, 256, 128, 128}, ResizeMode::Bilinear, true); },
+              (4 + 1) * 256.0 * 128 * 128 * 4, 0);
+  });
+  reg("cuda/max_pool2d_bwd/3s2_32x512", [=](benchmark::State& s) {
+    if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
+    Tensor x = gpu_randn({1, 32, 512, 512}, 1);
+    PoolResult r = max_pool2d_with_indices(x, Pool2dParams{{3, 3}, {2, 2}, {1, 1}, false});
+    Tensor dy = gpu_randn(r.values.shape(), 2);
+    time_cuda(s, [&] { (void)max_pool2d_backward(dy, r.indices, x.shape()); }, (1 + 0.25 * 3) * 32.0 * 512 * 512 * 4, 0);
   });
   reg("cuda/match_anchors/174720x700", [=](benchmark::State& s) {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");

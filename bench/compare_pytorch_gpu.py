@@ -105,15 +105,15 @@ def cases():
         pad = ((kh - 1) // 2, (kw - 1) // 2)
         c[f"cuda/conv_fwd/torch/{name}"] = (
             lambda x=x, wt=wt, bias=bias, s=s, pad=pad: F.conv2d(x, wt, bias, stride=s, padding=pad))
-        if name in ("head3x3_256_P3", "rfe1x3_64_P3"):
-            oh, ow = (h + 2 * pad[0] - kh) // s + 1, (w + 2 * pad[1] - kw) // s + 1
-            dy = g(n, cout, oh, ow, seed=12)
-            c[f"cuda/conv_bwd_input/torch/{name}"] = (
-                lambda dy=dy, wt=wt, s=s, pad=pad, shape=(n, cin, h, w):
-                torch.nn.grad.conv2d_input(shape, wt, dy, stride=s, padding=pad))
-            c[f"cuda/conv_bwd_weight/torch/{name}"] = (
-                lambda dy=dy, x=x, s=s, pad=pad, shape=(cout, cin, kh, kw):
-                torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
+        # the gradient convolutions of every detector shape
+        oh, ow = (h + 2 * pad[0] - kh) // s + 1, (w + 2 * pad[1] - kw) // s + 1
+        dy = g(n, cout, oh, ow, seed=12)
+        c[f"cuda/conv_bwd_input/torch/{name}"] = (
+            lambda dy=dy, wt=wt, s=s, pad=pad, shape=(n, cin, h, w):
+            torch.nn.grad.conv2d_input(shape, wt, dy, stride=s, padding=pad))
+        c[f"cuda/conv_bwd_weight/torch/{name}"] = (
+            lambda dy=dy, x=x, s=s, pad=pad, shape=(cout, cin, kh, kw):
+            torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
     ma, mb = g(2048, 2048, seed=1), g(2048, 2048, seed=2)
     c["cuda/matmul/2048"] = lambda: ma @ mb
     r = g(1, 256, 128, 128, seed=1)
@@ -122,6 +122,49 @@ def cases():
     c["cuda/max_pool2d/3s2_32x512"] = lambda: F.max_pool2d(mp, 3, 2, 1)
     tk = g(174720, seed=1)
     c["cuda/topk/2000_of_174720"] = lambda: torch.topk(tk, 2000)
+    sa, sb = g(2, 256, 256, 256, seed=1), g(2, 256, 256, 256, seed=2)
+    c["cuda/sigmoid/P2x2"] = lambda sa=sa: torch.sigmoid(sa)
+    c["cuda/gt_where/P2x2"] = lambda sa=sa, sb=sb: torch.where(sa > sb, sa, sb)
+    parts = [g(1, 64, 128, 128, seed=10 + i) for i in range(4)]
+    c["cuda/cat/P3x4"] = lambda parts=parts: torch.cat(parts, 1)
+    boxes = g(174720, 4, seed=1)
+    idx = torch.randint(0, 174720, (2000,), device=DEV)
+    c["cuda/index_select/2000_of_174720x4"] = lambda boxes=boxes, idx=idx: boxes.index_select(0, idx)
+    xs = g(4, 174720, seed=1)
+    mask = xs > 2.0
+    c["cuda/masked_select/4x174720"] = lambda xs=xs, mask=mask: xs.masked_select(mask)
+    c["cuda/sort/174720"] = lambda tk=tk: torch.sort(tk, descending=True)
+    dy = g(1, 256, 256, 256, seed=1)
+    xr = g(1, 256, 128, 128, seed=2).requires_grad_(True)
+    yr = F.interpolate(xr, size=(256, 256), mode="bilinear", align_corners=True)
+    c["cuda/resize_bwd_bilinear_ac/P3toP2"] = lambda yr=yr, xr=xr, dy=dy: torch.autograd.grad(yr, xr, dy, retain_graph=True)
+    xp = g(1, 32, 512, 512, seed=1).requires_grad_(True)
+    yp = F.max_pool2d(xp, 3, 2, 1)
+    dyp = g(*yp.shape, seed=2)
+    c["cuda/max_pool2d_bwd/3s2_32x512"] = lambda yp=yp, xp=xp, dyp=dyp: torch.autograd.grad(yp, xp, dyp, retain_graph=True)
+    if torchvision is not None:
+        gen = torch.Generator().manual_seed(5)
+        bxy, bwh = torch.rand(2000, 2, generator=gen) * 1000, torch.rand(2000, 2, generator=gen) * 392 + 8
+        gxy, gwh = torch.rand(700, 2, generator=gen) * 1000, torch.rand(700, 2, generator=gen) * 92 + 8
+        ba, bb = torch.cat([bxy, bxy + bwh], 1).to(DEV), torch.cat([gxy, gxy + gwh], 1).to(DEV)
+        c["cuda/box_iou/2000x700"] = lambda ba=ba, bb=bb: torchvision.ops.box_iou(ba, bb)
+    gen = torch.Generator().manual_seed(6)
+    axy, awh = torch.rand(174720, 2, generator=gen) * 1000, torch.rand(174720, 2, generator=gen) * 392 + 8
+    anc = torch.cat([axy, axy + awh], 1).to(DEV)
+    bx = anc + g(174720, 4, seed=7) * 2
+
+    def encode_decode(anc=anc, bx=bx, v=(0.1, 0.1, 0.2, 0.2)):
+        # The same codec written with tensor ops (what a PyTorch detector does).
+        aw, ah = anc[:, 2] - anc[:, 0], anc[:, 3] - anc[:, 1]
+        acx, acy = anc[:, 0] + 0.5 * aw, anc[:, 1] + 0.5 * ah
+        bw, bh = bx[:, 2] - bx[:, 0], bx[:, 3] - bx[:, 1]
+        d = torch.stack([(bx[:, 0] + 0.5 * bw - acx) / aw / v[0], (bx[:, 1] + 0.5 * bh - acy) / ah / v[1],
+                         torch.log(bw / aw) / v[2], torch.log(bh / ah) / v[3]], 1)
+        cx, cy = d[:, 0] * v[0] * aw + acx, d[:, 1] * v[1] * ah + acy
+        w = torch.exp(torch.clamp(d[:, 2] * v[2], max=4.135166556742356)) * aw
+        h = torch.exp(torch.clamp(d[:, 3] * v[3], max=4.135166556742356)) * ah
+        return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], 1)
+    c["cuda/encode_decode_boxes/174720"] = encode_decode
     if torchvision is not None:
         gen = torch.Generator().manual_seed(5)
         axy, awh = torch.rand(174720, 2, generator=gen) * 1000, torch.rand(174720, 2, generator=gen) * 392 + 8
