@@ -17,24 +17,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from golden_io import write_safetensors  # noqa: E402
+from golden_io import out_dir, save  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
 
-def out_dir():
-    if len(sys.argv) > 1:
-        return sys.argv[1]
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden")
-
-
-def save(name, tensors, metadata):
-    path = os.path.join(out_dir(), name + ".safetensors")
-    for key, value in tensors.items():
-        if value.is_floating_point():
-            assert torch.isfinite(value).all(), f"{name}: {key} is not finite"
-    write_safetensors(path, tensors, {k: str(v) for k, v in metadata.items()})
-    print("wrote", os.path.relpath(path))
 
 
 # --- GroupNorm --------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Each golden file holds named tensors (float64 unless stated) and a "__metadata__
 with the case's parameters. tests/golden.hpp reads them.
 """
 import json
+import os
 import struct
+import sys
 
 import numpy as np
 
@@ -43,3 +45,22 @@ def write_safetensors(path, tensors, metadata=None):
         f.write(raw)
         for b in blobs:
             f.write(b)
+
+
+def out_dir():
+    """The folder golden files go to: the script's first argument, else tests/golden."""
+    if len(sys.argv) > 1:
+        return sys.argv[1]
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden")
+
+
+def save(name, tensors, metadata, max_bytes=200_000):
+    """Writes one golden case (torch tensors, finite) to <out_dir>/<name>.safetensors, kept small."""
+    path = os.path.join(out_dir(), name + ".safetensors")
+    for key, value in tensors.items():
+        if value.is_floating_point():
+            assert bool(value.isfinite().all()), f"{name}: {key} is not finite"
+    write_safetensors(path, tensors, {k: str(v) for k, v in metadata.items()})
+    size = os.path.getsize(path)
+    assert size < max_bytes, f"{path} is {size} bytes: keep golden files small"
+    print("wrote", os.path.relpath(path), size, "bytes")
