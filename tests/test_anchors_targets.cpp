@@ -346,6 +346,10 @@ TEST_CASE("detector two-step targets: STC filtering and STR refinement") {
     CHECK_THROWS_WITH_AS(two_step_targets(set, l1.to(DType::Float32), dl1, boxes_on(gts, d)),
                          doctest::Contains("[two_step_targets] step-1 predictions and anchors must share one dtype"),
                          Error);
+    CHECK_THROWS_WITH_AS(two_step_targets(set, l1, dl1, boxes_on(gts, d, DType::Float32)),
+                         doctest::Contains("[two_step_targets] ground truth must match the anchors' dtype"), Error);
+    CHECK_THROWS_WITH_AS(two_step_targets(set, l1, dl1, boxes_on(gts, d).reshape({4, 2})),
+                         doctest::Contains("[two_step_targets] ground truth must have shape [G, 4]"), Error);
   }
 }
 
@@ -404,6 +408,18 @@ TEST_CASE("detector loss: a two-anchor batch against the formulas") {
       check_close(loss.str_reg1, std::vector<double>{e[2]}, tol, tol, "str_reg1");
       check_close(loss.str_reg2, std::vector<double>{e[3]}, tol, tol, "str_reg2");
       check_close(loss.total, std::vector<double>{e[0] + e[1] + e[2] + e[3]}, tol, tol, "total");
+
+      // The head's outputs arrive as permuted views ([B, A·4, H, W] → [B, A, 4]): non-contiguous
+      // predictions must give the same loss.
+      auto strided = [&](const std::vector<double>& v, Shape s) {
+        return t(v, s).transpose(1, 2).contiguous().transpose(1, 2);
+      };
+      const Tensor cls_view = t({c.cls1[0], c.cls1[2], c.cls1[1], c.cls1[3]}, {2, 2}).transpose(0, 1);
+      const DetectionLoss from_views = detection_loss(cls_view, strided(c.d1, {2, 2, 4}), t(c.cls2, {2, 2}),
+                                                      strided(c.d2, {2, 2, 4}), set,
+                                                      {boxes_on(c.gt0, d, dt), boxes_on(c.gt1, d, dt)});
+      REQUIRE_FALSE(cls_view.is_contiguous());
+      check_close(from_views.total, std::vector<double>{e[0] + e[1] + e[2] + e[3]}, tol, tol, "total from views");
 
       // No faces anywhere: the normalizers fall back to 1 and only negatives remain.
       const Tensor none = empty({0, 4}, TensorOptions(dt).device(d));

@@ -87,6 +87,13 @@ ImageTargets two_step_targets(const AnchorSet& anchors, const Tensor& step1_logi
              ", ", step1_deltas.dtype(), " and ", a.dtype());
   ISRN_CHECK(step1_logits.device() == a.device() && step1_deltas.device() == a.device(),
              "[two_step_targets] step-1 predictions must be on the anchors' device ", a.device());
+  if (gt_boxes.defined()) {
+    ISRN_CHECK(gt_boxes.dim() == 2 && gt_boxes.size(1) == 4, "[two_step_targets] ground truth must have shape [G, 4], got ",
+               shape_str(gt_boxes.shape()));
+    ISRN_CHECK(gt_boxes.dtype() == a.dtype() && gt_boxes.device() == a.device(),
+               "[two_step_targets] ground truth must match the anchors' dtype and device (", a.dtype(), ", ",
+               a.device(), "), got ", gt_boxes.dtype(), ", ", gt_boxes.device());
+  }
   const Tensor gt_boxes_or_none =
       gt_boxes.defined() ? gt_boxes : empty({0, 4}, TensorOptions(a.dtype()).device(a.device()));
   const DType dt = a.dtype();
