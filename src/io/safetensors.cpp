@@ -180,7 +180,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
 const Tensor& SafetensorsFile::at(const std::string& name) const {
   for (const auto& [n, t] : tensors)
     if (n == name) return t;
-  detail::throw_error(__FILE__, __LINE__, detail::concat("[safetensors] no tensor '", name, "' in the file"));
+  detail::throw_error(__FILE__, __LINE__, detail::concat("[safetensors] ", path, ": no tensor '", name, "'"));
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
@@ -220,6 +220,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   };
   std::vector<Entry> entries;
   SafetensorsFile out;
+  out.path = path;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     const json& v = it.value();

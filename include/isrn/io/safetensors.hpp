@@ -24,6 +24,7 @@ using Metadata = std::map<std::string, std::string>;
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
 
 struct SafetensorsFile {
+  std::string path;      // where it was read from, for error messages
   NamedTensors tensors;  // host tensors, in the order of their data in the file
   Metadata metadata;
 
