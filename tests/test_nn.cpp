@@ -415,3 +415,75 @@ TEST_CASE("resnet: ResNet-50 width 1 has torchvision's count adjusted for the IS
   tv.extra_levels = false;
   CHECK(models::ResNet(tv).num_parameters() == torchvision_backbone);
 }
+
+TEST_CASE("resnet: initialization follows SPEC and the generator") {
+  models::ResNetConfig cfg;
+  cfg.depth = 50;
+  cfg.width_mult = 0.25;
+  Generator gen_a(99), gen_b(99);
+  models::ResNet net(cfg, gen_a), twin(cfg, gen_b);
+  const auto params = net.named_parameters_with_roles();
+  const auto twin_params = twin.named_parameters();
+  int checked = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& [name, p, role] = params[i];
+    CAPTURE(name);
+    check_close(p, twin_params[i].second, 0, 0, "same seed, same network");
+    const auto v = test::values(p);
+    if (role == nn::ParamRole::norm) {
+      const bool gamma = name.substr(name.size() - 6) == "weight";
+      check_close(p, std::vector<double>(v.size(), gamma ? 1.0 : 0.0), 0, 0, "GN starts at γ = 1, β = 0");
+      continue;
+    }
+    if (role == nn::ParamRole::bias) {
+      check_close(p, std::vector<double>(v.size(), 0.0), 0, 0, "biases start at 0");
+      continue;
+    }
+    // Sample std against the stated one: relative spread 1/sqrt(2n) ≤ 0.71% for n ≥ 10,000, so a
+    // 5% tolerance is about 7σ; smaller tensors are skipped as too noisy.
+    if (v.size() < 10000) continue;
+    const bool extra = name.rfind("c6.", 0) == 0 || name.rfind("c7.", 0) == 0;
+    const double expected = extra ? 0.01 : std::sqrt(2.0 / static_cast<double>(nn::init::fan(p, nn::init::FanMode::fan_out)));
+    double sq = 0.0;
+    for (double x : v) sq += x * x;
+    CHECK(std::abs(std::sqrt(sq / v.size()) / expected - 1.0) < 0.05);
+    ++checked;
+  }
+  CHECK(checked > 20);  // the test looked at most of the convs, C6 and C7 among them
+  CHECK(net.find("c6.weight").dim() == 4);
+  // A fresh default Conv2d is a new layer: N(0, 0.01), bias 0.
+  Generator gen(5);
+  nn::Conv2d fresh(nn::Conv2dOptions::square(64, 64, 3, 1, 1), gen);
+  const auto fv = test::values(fresh.weight);
+  double sq = 0.0;
+  for (double x : fv) sq += x * x;
+  CHECK(std::abs(std::sqrt(sq / fv.size()) / 0.01 - 1.0) < 0.05);  // n = 36,864: 5% ≈ 13σ
+  check_close(fresh.bias, std::vector<double>(64, 0.0), 0, 0, "bias 0");
+}
+
+TEST_CASE("nn: blocks and groups without a norm; empty batches pass through") {
+  models::ResNetConfig cfg;
+  cfg.depth = 18;
+  cfg.width_mult = 1.0 / 16;
+  cfg.norm = nn::NormConfig::none();
+  models::ResNet net(cfg);
+  for (auto& [name, m] : net.named_modules()) CHECK_MESSAGE(dynamic_cast<nn::GroupNorm*>(m) == nullptr, name);
+  // Without a norm every conv carries a bias, and all biases go to the no-decay group.
+  auto groups = nn::parameter_groups(net, 0.1, 0.0, 1e-4);
+  REQUIRE(groups.size() == 2);
+  CHECK(groups[0].params.size() == groups[1].params.size());
+  for (auto& p : groups[1].params) CHECK(p.dim() == 1);
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    net.to(d);
+    NoGradGuard no_grad;
+    auto feats = net.forward(zeros({0, 3, 40, 24}, TensorOptions().device(d)));
+    REQUIRE(feats.size() == 6);
+    CHECK(feats[0].shape() == Shape{0, 4, 10, 6});
+    CHECK(feats[5].shape() == Shape{0, 4, 1, 1});
+  }
+  CHECK_THROWS_WITH_AS(nn::GroupNorm(16, 24), doctest::Contains("[group_norm module] 24 channels do not split into 16"),
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::Conv2d(nn::Conv2dOptions::square(0, 4, 3)), doctest::Contains("[conv2d module] channel"),
+                       Error);
+}

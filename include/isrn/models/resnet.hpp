@@ -91,24 +91,15 @@ class ResNet : public nn::Module {
       out_channels_.push_back(c6);
       out_channels_.push_back(c7);
     }
-    reset_parameters(gen);
   }
 
   // SPEC initialization: Kaiming-normal (fan_out) for the backbone convs, GN γ = 1, β = 0, biases 0.
-  // C6 and C7 are layers SRN added on top of the ImageNet backbone, so they keep the N(0, 0.01) of new
-  // layers that their Conv2d construction drew.
+  // C6 and C7 are layers SRN added on top of the ImageNet backbone, so they get the N(0, 0.01) of new
+  // layers. Construction already draws exactly this; calling it again redraws from `gen`.
   void reset_parameters(Generator& gen) {
     for (auto& [name, m] : named_modules()) {
-      auto* conv = dynamic_cast<nn::Conv2d*>(m);
-      if (conv == nullptr || conv == conv_c6.get() || conv == conv_c7.get()) continue;
-      nn::init::kaiming_normal_(conv->weight, gen, nn::init::FanMode::fan_out);
-      if (conv->bias.defined()) nn::init::constant_(conv->bias, 0.0);
-    }
-    for (auto& [name, m] : named_modules()) {
-      if (auto* gn = dynamic_cast<nn::GroupNorm*>(m); gn != nullptr && gn->weight.defined()) {
-        nn::init::constant_(gn->weight, 1.0);
-        nn::init::constant_(gn->bias, 0.0);
-      }
+      if (auto* conv = dynamic_cast<nn::Conv2d*>(m)) conv->reset_parameters(gen);
+      if (auto* gn = dynamic_cast<nn::GroupNorm*>(m)) gn->reset_parameters();
     }
   }
 
@@ -146,6 +137,7 @@ class ResNet : public nn::Module {
   static nn::Conv2dOptions stem_conv(int64_t in, int64_t out, int64_t stride, const nn::NormConfig& norm, DType dt) {
     auto o = nn::Conv2dOptions::square(in, out, 7, stride, 3, !norm.enabled());
     o.dtype = dt;
+    o.init = nn::ConvInit::kaiming_fan_out;
     return o;
   }
   ResNetConfig config_;

@@ -17,6 +17,10 @@
 
 namespace isrn::nn {
 
+// How a Conv2d draws its weight at construction: N(0, 0.01) for new layers (SPEC: initialization,
+// the released SRN's choice), Kaiming-normal fan_out for backbone convs. Biases start at 0 either way.
+enum class ConvInit { normal_001, kaiming_fan_out };
+
 struct Conv2dOptions {
   int64_t in_channels = 0;
   int64_t out_channels = 0;
@@ -26,6 +30,7 @@ struct Conv2dOptions {
   std::array<int64_t, 2> dilation{1, 1};        // h, w
   bool bias = true;
   DType dtype = DType::Float32;
+  ConvInit init = ConvInit::normal_001;
 
   // Square kernel, symmetric padding: the common case.
   static Conv2dOptions square(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
@@ -48,8 +53,8 @@ struct Conv2dOptions {
   }
 };
 
-// Weights start as N(0, 0.01) and the bias as 0 (SPEC: new layers); models that want another
-// scheme (Kaiming for the backbone, the prior bias for the classifier) re-initialize.
+// The weight starts as options.init says and the bias as 0; a model that wants another bias (the
+// classifier's prior) sets it afterwards.
 class Conv2d : public Layer {
  public:
   explicit Conv2d(const Conv2dOptions& options, Generator& gen = default_generator()) : options_(options) {
@@ -59,13 +64,20 @@ class Conv2d : public Layer {
     weight = register_parameter(
         "weight",
         empty({options.out_channels, options.in_channels, options.kernel[0], options.kernel[1]}, options.dtype));
-    init::normal_(weight, gen, 0.0, 0.01);
+    reset_parameters(gen);
     if (options.bias) {
       bias = register_parameter("bias", zeros({options.out_channels}, options.dtype), ParamRole::bias);
     }
   }
   Tensor forward(const Tensor& x) override { return conv2d(x, weight, bias, options_.params()); }
   const Conv2dOptions& options() const { return options_; }
+  void reset_parameters(Generator& gen) {
+    if (options_.init == ConvInit::kaiming_fan_out)
+      init::kaiming_normal_(weight, gen, init::FanMode::fan_out);
+    else
+      init::normal_(weight, gen, 0.0, 0.01);
+    if (bias.defined()) init::constant_(bias, 0.0);
+  }
 
   Tensor weight;
   Tensor bias;  // undefined without bias
@@ -87,6 +99,11 @@ class GroupNorm : public Layer {
     }
   }
   Tensor forward(const Tensor& x) override { return forward(x, false); }
+  void reset_parameters() {
+    if (!weight.defined()) return;
+    init::constant_(weight, 1.0);
+    init::constant_(bias, 0.0);
+  }
   // fuse_relu: max(0, ·) in the same kernel pass.
   Tensor forward(const Tensor& x, bool fuse_relu) { return group_norm(x, groups_, weight, bias, eps_, fuse_relu); }
   int64_t groups() const { return groups_; }
@@ -178,6 +195,7 @@ inline Conv2dOptions block_conv(int64_t in, int64_t out, int64_t kernel, int64_t
                                 DType dtype) {
   Conv2dOptions o = Conv2dOptions::square(in, out, kernel, stride, kernel / 2, !norm.enabled());
   o.dtype = dtype;
+  o.init = ConvInit::kaiming_fan_out;
   return o;
 }
 
@@ -186,10 +204,13 @@ inline Conv2dOptions block_conv(int64_t in, int64_t out, int64_t kernel, int64_t
 // Shared by both blocks: the projection shortcut conv1x1(stride) + norm when the shape changes.
 class ResidualBlock : public Layer {
  public:
-  // Kaiming-normal (fan_out) for every conv, as torchvision's ResNet; the norms keep γ = 1, β = 0.
+  // Every conv Kaiming-normal (fan_out) as torchvision's ResNet (their options say so), biases and
+  // GN β 0, GN γ 1.
   void reset_parameters(Generator& gen) {
-    for (auto& p : named_parameters_with_roles())
-      if (p.role == ParamRole::weight && p.tensor.dim() == 4) init::kaiming_normal_(p.tensor, gen, init::FanMode::fan_out);
+    for (auto& [name, m] : named_modules()) {
+      if (auto* conv = dynamic_cast<Conv2d*>(m)) conv->reset_parameters(gen);
+      if (auto* gn = dynamic_cast<GroupNorm*>(m)) gn->reset_parameters();
+    }
   }
 
  protected:
@@ -219,7 +240,6 @@ class BasicBlock : public ResidualBlock {
     norm2 = detail::make_norm(norm, planes, dtype);
     if (norm2) register_module("norm2", norm2);
     make_downsample(in, planes * expansion, stride, norm, dtype, gen);
-    reset_parameters(gen);
   }
   Tensor forward(const Tensor& x) override {
     Tensor y = detail::norm_act(norm1, conv1->forward(x), true);
@@ -249,7 +269,6 @@ class Bottleneck : public ResidualBlock {
     norm3 = detail::make_norm(norm, planes * expansion, dtype);
     if (norm3) register_module("norm3", norm3);
     make_downsample(in, planes * expansion, stride, norm, dtype, gen);
-    reset_parameters(gen);
   }
   Tensor forward(const Tensor& x) override {
     Tensor y = detail::norm_act(norm1, conv1->forward(x), true);
