@@ -487,3 +487,31 @@ TEST_CASE("nn: blocks and groups without a norm; empty batches pass through") {
   CHECK_THROWS_WITH_AS(nn::Conv2d(nn::Conv2dOptions::square(0, 4, 3)), doctest::Contains("[conv2d module] channel"),
                        Error);
 }
+
+TEST_CASE("resnet: a backward reaches every registered parameter, and only registered ones are used") {
+  for (int depth : {18, 50}) {
+    CAPTURE(depth);
+    models::ResNetConfig cfg;
+    cfg.depth = depth;
+    cfg.width_mult = 1.0 / 16;
+    models::ResNet net(cfg);
+    for (Device d : test::devices()) {
+      CAPTURE(d);
+      net.to(d);
+      net.zero_grad();
+      auto feats = net.forward(test::random({2, 3, 37, 29}, 9, -1, 1, DType::Float32).to(d));
+      Tensor loss = sum(feats[0]);
+      for (size_t l = 1; l < feats.size(); ++l) loss = add(loss, sum(feats[l]));
+      loss.backward();
+      for (auto& [name, p] : net.named_parameters()) {
+        CAPTURE(name);
+        REQUIRE(p.grad().defined());
+        const auto g = test::values(p.grad());
+        double norm = 0.0;
+        for (double x : g) norm += x * x;
+        CHECK(std::isfinite(norm));
+        CHECK(norm > 0.0);
+      }
+    }
+  }
+}

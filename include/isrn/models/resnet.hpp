@@ -51,7 +51,7 @@ class ResNet : public nn::Module {
     const int64_t stem_channels = ch(isrn_stem ? 16 : 64);
     conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(
                                          stem_conv(3, stem_channels, isrn_stem ? 1 : 2, norm, dt), gen));
-    norm1 = nn::detail::make_norm(norm, stem_channels, dt);
+    norm1 = nn::make_norm(norm, stem_channels, dt);
     if (norm1) register_module("norm1", norm1);
     int64_t in = stem_channels;
     if (isrn_stem) {
@@ -107,7 +107,7 @@ class ResNet : public nn::Module {
   std::vector<Tensor> forward(const Tensor& x) {
     ISRN_CHECK(x.dim() == 4 && x.size(1) == 3, "[resnet] expects an NCHW image batch with 3 channels, got shape ",
                shape_str(x.shape()));
-    Tensor y = nn::detail::norm_act(norm1, conv1->forward(x), true);
+    Tensor y = nn::apply_norm(norm1, conv1->forward(x), true);
     if (stem_block1) y = stem_block2->forward(stem_block1->forward(y));
     y = maxpool->forward(y);
     std::vector<Tensor> out;

@@ -177,18 +177,20 @@ struct NormConfig {
   int64_t groups_for(int64_t channels) const { return std::gcd(groups, channels); }
 };
 
-namespace detail {
-
-inline std::shared_ptr<GroupNorm> make_norm(const NormConfig& norm, int64_t channels, DType dtype) {
+// The norm a NormConfig asks for after a conv of `channels` outputs: a GroupNorm, or null for none.
+inline std::shared_ptr<GroupNorm> make_norm(const NormConfig& norm, int64_t channels, DType dtype = DType::Float32) {
   if (!norm.enabled()) return nullptr;
   return std::make_shared<GroupNorm>(norm.groups_for(channels), channels, norm.eps, true, dtype);
 }
 
-// norm (or nothing) and then an optional ReLU, fused into the GroupNorm pass when there is one.
-inline Tensor norm_act(const std::shared_ptr<GroupNorm>& norm, const Tensor& x, bool with_relu) {
+// Norm (or nothing, for a null norm) and then an optional ReLU, fused into the GroupNorm pass when
+// there is one.
+inline Tensor apply_norm(const std::shared_ptr<GroupNorm>& norm, const Tensor& x, bool with_relu) {
   if (norm) return norm->forward(x, with_relu);
   return with_relu ? relu(x) : x;
 }
+
+namespace detail {
 
 // Without a norm there is nothing to supply a per-channel shift, so those convs carry a bias.
 inline Conv2dOptions block_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, const NormConfig& norm,
@@ -218,7 +220,7 @@ class ResidualBlock : public Layer {
     if (stride == 1 && in == out) return;
     auto seq = std::make_shared<Sequential>();
     seq->push_back(std::make_shared<Conv2d>(detail::block_conv(in, out, 1, stride, norm, dtype), gen));
-    if (norm.enabled()) seq->push_back(detail::make_norm(norm, out, dtype));
+    if (norm.enabled()) seq->push_back(make_norm(norm, out, dtype));
     downsample = register_module("downsample", seq);
   }
   Tensor shortcut(const Tensor& x) { return downsample ? downsample->forward(x) : x; }
@@ -234,16 +236,16 @@ class BasicBlock : public ResidualBlock {
   BasicBlock(int64_t in, int64_t planes, int64_t stride = 1, const NormConfig& norm = NormConfig::group(),
              DType dtype = DType::Float32, Generator& gen = default_generator()) {
     conv1 = register_module("conv1", std::make_shared<Conv2d>(detail::block_conv(in, planes, 3, stride, norm, dtype), gen));
-    norm1 = detail::make_norm(norm, planes, dtype);
+    norm1 = make_norm(norm, planes, dtype);
     if (norm1) register_module("norm1", norm1);
     conv2 = register_module("conv2", std::make_shared<Conv2d>(detail::block_conv(planes, planes, 3, 1, norm, dtype), gen));
-    norm2 = detail::make_norm(norm, planes, dtype);
+    norm2 = make_norm(norm, planes, dtype);
     if (norm2) register_module("norm2", norm2);
     make_downsample(in, planes * expansion, stride, norm, dtype, gen);
   }
   Tensor forward(const Tensor& x) override {
-    Tensor y = detail::norm_act(norm1, conv1->forward(x), true);
-    y = detail::norm_act(norm2, conv2->forward(y), false);
+    Tensor y = apply_norm(norm1, conv1->forward(x), true);
+    y = apply_norm(norm2, conv2->forward(y), false);
     return relu(add(y, shortcut(x)));
   }
   int64_t out_channels() const { return conv2->options().out_channels; }
@@ -259,21 +261,21 @@ class Bottleneck : public ResidualBlock {
   Bottleneck(int64_t in, int64_t planes, int64_t stride = 1, const NormConfig& norm = NormConfig::group(),
              DType dtype = DType::Float32, Generator& gen = default_generator()) {
     conv1 = register_module("conv1", std::make_shared<Conv2d>(detail::block_conv(in, planes, 1, 1, norm, dtype), gen));
-    norm1 = detail::make_norm(norm, planes, dtype);
+    norm1 = make_norm(norm, planes, dtype);
     if (norm1) register_module("norm1", norm1);
     conv2 = register_module("conv2", std::make_shared<Conv2d>(detail::block_conv(planes, planes, 3, stride, norm, dtype), gen));
-    norm2 = detail::make_norm(norm, planes, dtype);
+    norm2 = make_norm(norm, planes, dtype);
     if (norm2) register_module("norm2", norm2);
     conv3 = register_module("conv3",
                             std::make_shared<Conv2d>(detail::block_conv(planes, planes * expansion, 1, 1, norm, dtype), gen));
-    norm3 = detail::make_norm(norm, planes * expansion, dtype);
+    norm3 = make_norm(norm, planes * expansion, dtype);
     if (norm3) register_module("norm3", norm3);
     make_downsample(in, planes * expansion, stride, norm, dtype, gen);
   }
   Tensor forward(const Tensor& x) override {
-    Tensor y = detail::norm_act(norm1, conv1->forward(x), true);
-    y = detail::norm_act(norm2, conv2->forward(y), true);
-    y = detail::norm_act(norm3, conv3->forward(y), false);
+    Tensor y = apply_norm(norm1, conv1->forward(x), true);
+    y = apply_norm(norm2, conv2->forward(y), true);
+    y = apply_norm(norm3, conv3->forward(y), false);
     return relu(add(y, shortcut(x)));
   }
   int64_t out_channels() const { return conv3->options().out_channels; }
