@@ -322,6 +322,27 @@ TEST_CASE("nn: BasicBlock gradients match central differences in float64") {
   }
 }
 
+TEST_CASE("nn: Bottleneck gradients match central differences in float64") {
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    nn::Bottleneck b(4, 2, 2, nn::NormConfig::group(2), DType::Float64);
+    randomize(b, 41);
+    b.to(d);
+    auto ds_conv = std::dynamic_pointer_cast<nn::Conv2d>((*b.downsample)[0]);
+    auto ds_norm = std::dynamic_pointer_cast<nn::GroupNorm>((*b.downsample)[1]);
+    std::vector<Tensor*> slots{&b.conv1->weight, &b.norm1->weight, &b.norm1->bias, &b.conv2->weight,
+                               &b.norm2->weight, &b.norm2->bias,  &b.conv3->weight, &b.norm3->weight,
+                               &b.norm3->bias,   &ds_conv->weight, &ds_norm->weight, &ds_norm->bias};
+    std::vector<Tensor> inputs{test::random({1, 4, 5, 4}, 42)};
+    for (Tensor* s : slots) inputs.push_back(s->to(Device::cpu()).detach().clone());
+    auto f = [&](const std::vector<Tensor>& in) {
+      for (size_t k = 0; k < slots.size(); ++k) *slots[k] = in[k + 1];
+      return b.forward(in[0]);
+    };
+    test::gradcheck(f, inputs, d);  // tolerances as for the BasicBlock above
+  }
+}
+
 TEST_CASE("resnet: feature maps halve with ceil from stride 4 to 128") {
   struct Case {
     int depth;
