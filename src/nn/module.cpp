@@ -16,7 +16,6 @@ void convert_in_place(const Tensor& t, Device device, DType dtype) {
   if (!t.defined() || (t.device() == device && t.dtype() == dtype)) return;
   NoGradGuard no_grad;
   Tensor moved = t.detach().to(dtype).to(device).contiguous();
-  if (moved.storage() == t.storage()) moved = moved.clone();
   TensorImpl& impl = *t.impl();
   impl.storage = moved.storage();
   impl.offset = moved.offset();
