@@ -68,6 +68,20 @@ class BadIndex {
 
 bool worth_threads(int64_t work) { return work >= 2 * kParallelGrain; }
 
+// Validates a 1-D index list before any write, so a bad index leaves the output untouched.
+template <typename I>
+void check_index_list(const I* idx, int64_t n, int64_t step, int64_t size, const char* op, int64_t dim) {
+  BadIndex bad;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t v = idx[i * step];
+    if (v < 0 || v >= size) {
+      bad.note(v);
+      break;
+    }
+  }
+  bad.raise_if_seen(op, dim, size);
+}
+
 }  // namespace
 
 // out[.., i, ..] = x[.., index[i], ..]. Every other position of out is handled by its own offset
@@ -82,15 +96,7 @@ void index_select(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out
   dispatch_index(index.dtype(), "index_select", [&](auto itag) {
     using I = decltype(itag);
     const I* idx = index.data_ptr<I>();
-    BadIndex bad;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t v = idx[i * idx_step];
-      if (v < 0 || v >= size) {
-        bad.note(v);
-        break;
-      }
-    }
-    bad.raise_if_seen("index_select", dim, size);
+    check_index_list(idx, n, idx_step, size, "index_select", dim);
     dispatch_all(x.dtype(), "index_select", [&](auto tag) {
       using T = decltype(tag);
       const T* px = x.data_ptr<T>();
@@ -115,15 +121,7 @@ void index_add(const Tensor& grad_out, int64_t dim, const Tensor& index, Tensor&
   dispatch_index(index.dtype(), "index_add", [&](auto itag) {
     using I = decltype(itag);
     const I* idx = index.data_ptr<I>();
-    BadIndex bad;
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t v = idx[i * idx_step];
-      if (v < 0 || v >= size) {
-        bad.note(v);
-        break;
-      }
-    }
-    bad.raise_if_seen("index_add", dim, size);
+    check_index_list(idx, n, idx_step, size, "index_add", dim);
     dispatch_numeric(grad_x.dtype(), "index_add", [&](auto tag) {
       using T = decltype(tag);
       const T* pg = grad_out.data_ptr<T>();
