@@ -224,8 +224,8 @@ TEST_CASE("detector assign: every GT claims its best anchors, ties included, in 
   const std::vector<double> gts = {0, 0, 10, 10, 100, 100, 110, 110};
   const MatchConfig mc;
   // Expectations built once, outside the loops: GCC 12.2 at -O2/-O3 -march=native (AVX-512) compiled a
-  // braced std::vector<int64_t>{1, 1, 0, 0} built inside this loop nest into {1, 1, 1, 1} (the
-  // assembly broadcasts the 1 into all four lanes; the same code at -O3 without -march=native is right).
+  // braced std::vector<int64_t>{1, 1, 0, 0} built inside this loop nest into {1, 1, 1, 1} (its SLP
+  // vectorizer; the build now passes -fno-tree-slp-vectorize to GCC < 13 with ISRN_NATIVE).
   const std::vector<int64_t> claimed_labels{1, 1, 0, 0}, claimed_gt{0, 0, -1, -1}, no_rule_labels(4, 0);
   for (DType dt : {DType::Float32, DType::Float64})
     for (Device d : test::devices()) {
