@@ -16,6 +16,7 @@
 #include "isrn/models/conv_norm.hpp"
 #include "isrn/models/fpn.hpp"
 #include "isrn/models/head.hpp"
+#include "isrn/models/isrn.hpp"
 #include "isrn/models/loss.hpp"
 #include "isrn/models/postprocess.hpp"
 #include "isrn/models/resnet.hpp"
