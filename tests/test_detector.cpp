@@ -17,25 +17,9 @@
 #include "test_util.hpp"
 
 using namespace isrn;
-namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("isrn_detector_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // ResNet-18 layout at 1/16 width: 16 feature channels, small enough for a CPU test.
 models::DetectorConfig tiny_config() {
@@ -280,7 +264,7 @@ TEST_CASE("detector config: SPEC defaults, JSON round trip, typos rejected by na
 }
 
 TEST_CASE("detector checkpoint: save → load_detector gives a bit-identical forward; partial loads report") {
-  TempDir dir;
+  test::TempDir dir("isrn_detector");
   models::DetectorConfig c = tiny_config();
   c.fpn.upsample = ResizeMode::Nearest;  // a non-default setting that must travel in the metadata
   c.infer.keep_top_n = 17;

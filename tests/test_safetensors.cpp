@@ -19,22 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test case, removed with everything in it when the case ends.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("isrn_safetensors_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -91,7 +75,7 @@ std::vector<double> logical(const Tensor& t) { return test::values(t); }
 TEST_CASE("safetensors: round trip of every dtype, 0-d, empty and non-contiguous tensors") {
   for (Device d : test::devices()) {
     CAPTURE(d);
-    TempDir dir;
+    test::TempDir dir("isrn_safetensors");
     Generator gen(7);
     Tensor f32 = rand({5, 7}, TensorOptions(DType::Float32).device(d), &gen, -3, 3).transpose(0, 1);  // strided
     Tensor f64 = randn({4, 9}, TensorOptions(DType::Float64).device(d), &gen).slice(1, 1, 8, 3);   // step 3
@@ -142,7 +126,7 @@ TEST_CASE("safetensors: round trip of every dtype, 0-d, empty and non-contiguous
 }
 
 TEST_CASE("safetensors: the byte layout follows the format") {
-  TempDir dir;
+  test::TempDir dir("isrn_safetensors");
   const std::string path = dir.file("layout.safetensors");
   io::save_safetensors(path,
                        {{"b", from_vector<int32_t>({1, -2}, {2})},
@@ -218,7 +202,7 @@ TEST_CASE("safetensors: reads the fixture written by Python (golden_io.write_saf
 }
 
 TEST_CASE("safetensors: every malformation is an error naming the file and the problem") {
-  TempDir dir;
+  test::TempDir dir("isrn_safetensors");
   int counter = 0;
   auto case_file = [&](const std::string& bytes) {
     const std::string p = dir.file("bad" + std::to_string(counter++) + ".safetensors");
@@ -285,7 +269,7 @@ TEST_CASE("safetensors: every malformation is an error naming the file and the p
 }
 
 TEST_CASE("safetensors: a failed save leaves no partial file and the old file intact") {
-  TempDir dir;
+  test::TempDir dir("isrn_safetensors");
   const std::string path = dir.file("ckpt.safetensors");
   const Tensor old_value = from_vector<float>({1, 2, 3}, {3});
   io::save_safetensors(path, {{"w", old_value}}, {{"step", "1"}});
@@ -412,7 +396,7 @@ TEST_CASE("safetensors: load_into reports missing, unexpected and mismatched ten
     CHECK(test::values(dst[1].second) == std::vector<double>(3, 0.0));
 
     // Strict and matching, through a file: everything arrives.
-    TempDir dir;
+    test::TempDir dir("isrn_safetensors");
     const std::string path = dir.file("model.safetensors");
     const NamedTensors source = {{"conv.weight", weight},
                                  {"conv.bias", from_vector<float>({0.5f, 0.25f, -1}, {3}, d)},

@@ -3,7 +3,11 @@
 // finite-difference gradient checks in float64, and golden-file loading.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -123,6 +127,25 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     check_close(analytic, numeric, rtol, atol, what + " d/d input " + std::to_string(k));
   }
 }
+
+// A fresh directory per use (unique by process and counter), removed with everything in it at scope end.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& prefix) {
+    static std::atomic<int> counter{0};
+    path = std::filesystem::temp_directory_path() /
+           (prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
 
 // Random float64 values in [lo, hi), deterministic by seed.
 inline Tensor random(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0,
