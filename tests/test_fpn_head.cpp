@@ -18,18 +18,6 @@ using test::check_close;
 
 namespace {
 
-// Seeded random parameters (GN γ around 1), so a forward comparison cannot pass on the initial
-// zero biases and unit γ.
-void randomize(nn::Module& m, uint64_t seed) {
-  Generator gen(seed);
-  for (auto& p : m.named_parameters_with_roles()) {
-    if (p.role == nn::ParamRole::norm && p.name.size() >= 6 && p.name.substr(p.name.size() - 6) == "weight")
-      nn::init::normal_(p.tensor, gen, 1.0, 0.3);
-    else
-      nn::init::normal_(p.tensor, gen, 0.0, 0.3);
-  }
-}
-
 std::vector<std::string> parameter_names(const nn::Module& m) {
   std::vector<std::string> out;
   for (auto& [name, t] : m.named_parameters()) out.push_back(name);
@@ -173,8 +161,8 @@ TEST_CASE("fpn_head: FPN and first-step features equal the computation written w
       fc.dtype = DType::Float64;
       models::FPN fpn(in_ch, fc);
       models::FirstStepFeatures first(in_ch, fc);
-      randomize(fpn, 50);
-      randomize(first, 51);
+      test::randomize_parameters(fpn, 50);
+      test::randomize_parameters(first, 51);
       fpn.to(d);
       first.to(d);
 
@@ -292,7 +280,7 @@ TEST_CASE("fpn_head: RFE equals the computation written with raw ops") {
     SUBCASE("GN") {
       models::RFE rfe(12, nn::NormConfig::group(4), DType::Float64);
       CHECK(rfe.inter_channels() == 3);
-      randomize(rfe, 61);
+      test::randomize_parameters(rfe, 61);
       rfe.to(d);
       const Tensor y = rfe.forward(x);
       CHECK(y.shape() == Shape{2, 12, 9, 7});
@@ -300,7 +288,7 @@ TEST_CASE("fpn_head: RFE equals the computation written with raw ops") {
     }
     SUBCASE("no norm") {
       models::RFE rfe(12, nn::NormConfig::none(), DType::Float64);
-      randomize(rfe, 62);
+      test::randomize_parameters(rfe, 62);
       rfe.to(d);
       check_close(rfe.forward(x), rfe_ref(rfe, x, 0, 0), tol, tol, "rfe without norm");
     }
@@ -321,7 +309,7 @@ TEST_CASE("fpn_head: RFE gradients match central differences in float64") {
     for (const nn::NormConfig& norm : {nn::NormConfig::group(2), nn::NormConfig::none()}) {
       CAPTURE(norm.enabled());
       models::RFE rfe(8, norm, DType::Float64);
-      randomize(rfe, 70);
+      test::randomize_parameters(rfe, 70);
       rfe.to(d);
       // The forward reads the public handles, so pointing them at gradcheck's leaves checks the
       // gradient of the input and of every RFE parameter through the block's own wiring.
@@ -430,8 +418,8 @@ TEST_CASE("fpn_head: separate_step1_predictors adds exactly the step-1 predictor
   check_close(separate.cls_pred_step1->bias, std::vector<double>(2, -std::log(99.0)), 1e-6, 0.0, "step-1 prior");
 
   // Randomized the same way, so step-1 and step-2 predictors differ in value as well as identity.
-  randomize(shared, 91);
-  randomize(separate, 91);
+  test::randomize_parameters(shared, 91);
+  test::randomize_parameters(separate, 91);
   Generator gen(92);
   const std::vector<Tensor> features{randn({1, ch, 5, 4}, {}, &gen), randn({1, ch, 3, 2}, {}, &gen)};
   const auto s1 = shared.forward(features, 1), s2 = shared.forward(features, 2);

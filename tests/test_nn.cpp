@@ -15,18 +15,6 @@ using test::check_close;
 
 namespace {
 
-// Overwrites every parameter with seeded random values (GN γ around 1), so that a forward
-// comparison cannot pass on the all-zero/all-one starting values.
-void randomize(nn::Module& m, uint64_t seed) {
-  Generator gen(seed);
-  for (auto& p : m.named_parameters_with_roles()) {
-    if (p.role == nn::ParamRole::norm && p.name.size() >= 6 && p.name.substr(p.name.size() - 6) == "weight")
-      nn::init::normal_(p.tensor, gen, 1.0, 0.3);
-    else
-      nn::init::normal_(p.tensor, gen, 0.0, 0.3);
-  }
-}
-
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& named) {
   std::vector<std::string> out;
   for (auto& n : named) out.push_back(n.first);
@@ -119,7 +107,7 @@ TEST_CASE("nn: named parameters and buffers are dotted and in registration order
 
 TEST_CASE("nn: to(DType) and to(Device) convert in place, keeping the handles callers hold") {
   Toy toy;
-  randomize(toy, 11);
+  test::randomize_parameters(toy, 11);
   Tensor w = toy.head->weight;  // a handle taken before the move
   Tensor running = toy.named_buffers()[1].second;
   const auto before = test::values(w);
@@ -249,7 +237,7 @@ TEST_CASE("nn: BasicBlock and Bottleneck equal the same computation written with
 
     SUBCASE("BasicBlock with projection, GN") {
       nn::BasicBlock b(6, 8, 2, nn::NormConfig::group(4), DType::Float64);
-      randomize(b, 21);
+      test::randomize_parameters(b, 21);
       b.to(d);
       auto ds_conv = std::dynamic_pointer_cast<nn::Conv2d>((*b.downsample)[0]);
       auto ds_norm = std::dynamic_pointer_cast<nn::GroupNorm>((*b.downsample)[1]);
@@ -262,7 +250,7 @@ TEST_CASE("nn: BasicBlock and Bottleneck equal the same computation written with
     }
     SUBCASE("BasicBlock identity shortcut, no norm") {
       nn::BasicBlock b(6, 6, 1, nn::NormConfig::none(), DType::Float64);
-      randomize(b, 22);
+      test::randomize_parameters(b, 22);
       b.to(d);
       CHECK(!b.downsample);
       Tensor y = relu(conv2d(x, b.conv1->weight, b.conv1->bias, conv_params(1, 1)));
@@ -271,7 +259,7 @@ TEST_CASE("nn: BasicBlock and Bottleneck equal the same computation written with
     }
     SUBCASE("Bottleneck with projection, GN") {
       nn::Bottleneck b(6, 4, 2, nn::NormConfig::group(2), DType::Float64);
-      randomize(b, 23);
+      test::randomize_parameters(b, 23);
       b.to(d);
       auto ds_conv = std::dynamic_pointer_cast<nn::Conv2d>((*b.downsample)[0]);
       auto ds_norm = std::dynamic_pointer_cast<nn::GroupNorm>((*b.downsample)[1]);
@@ -286,7 +274,7 @@ TEST_CASE("nn: BasicBlock and Bottleneck equal the same computation written with
     SUBCASE("Bottleneck identity shortcut") {
       Tensor x16 = test::random({1, 16, 5, 6}, 6).to(d);
       nn::Bottleneck b(16, 4, 1, nn::NormConfig::group(2), DType::Float64);
-      randomize(b, 24);
+      test::randomize_parameters(b, 24);
       b.to(d);
       CHECK(!b.downsample);
       Tensor y = relu(gn_ref(conv2d(x16, b.conv1->weight, Tensor(), conv_params(1, 0)), b.norm1, 2));
@@ -301,7 +289,7 @@ TEST_CASE("nn: BasicBlock gradients match central differences in float64") {
   for (Device d : test::devices()) {
     CAPTURE(d);
     nn::BasicBlock b(2, 4, 2, nn::NormConfig::group(2), DType::Float64);
-    randomize(b, 31);
+    test::randomize_parameters(b, 31);
     b.to(d);
     auto ds_conv = std::dynamic_pointer_cast<nn::Conv2d>((*b.downsample)[0]);
     auto ds_norm = std::dynamic_pointer_cast<nn::GroupNorm>((*b.downsample)[1]);
@@ -326,7 +314,7 @@ TEST_CASE("nn: Bottleneck gradients match central differences in float64") {
   for (Device d : test::devices()) {
     CAPTURE(d);
     nn::Bottleneck b(4, 2, 2, nn::NormConfig::group(2), DType::Float64);
-    randomize(b, 41);
+    test::randomize_parameters(b, 41);
     b.to(d);
     auto ds_conv = std::dynamic_pointer_cast<nn::Conv2d>((*b.downsample)[0]);
     auto ds_norm = std::dynamic_pointer_cast<nn::GroupNorm>((*b.downsample)[1]);

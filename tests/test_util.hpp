@@ -147,6 +147,16 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 
+// Overwrites every parameter of a module with seeded N(0, 0.3) values, GroupNorm γ with N(1, 0.3), so a
+// forward comparison cannot pass on the all-zero / all-one starting values.
+inline void randomize_parameters(nn::Module& m, uint64_t seed) {
+  Generator gen(seed);
+  for (auto& p : m.named_parameters_with_roles()) {
+    const bool gamma = p.role == nn::ParamRole::norm && p.name.size() >= 6 && p.name.ends_with("weight");
+    nn::init::normal_(p.tensor, gen, gamma ? 1.0 : 0.0, 0.3);
+  }
+}
+
 // Random float64 values in [lo, hi), deterministic by seed.
 inline Tensor random(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0,
                      DType dtype = DType::Float64) {
