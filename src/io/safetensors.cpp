@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "isrn/autograd/grad_mode.hpp"
+#include "isrn/io/file.hpp"
 
 namespace isrn::io {
 
@@ -73,21 +74,6 @@ class Fd {
  private:
   int fd_;
 };
-
-// write(2) may write less than asked (signals, pipes); loops until done. Returns 0 or the errno.
-int write_all(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return 0;
-}
 
 // Reads exactly `size` bytes at `offset`. Returns 0, the errno, or -1 when the file ends first.
 int read_all(int fd, void* data, size_t size, uint64_t offset) {
@@ -149,30 +135,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t header_len = text.size();
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  ISRN_CHECK(fd.get() >= 0, where, "cannot create ", tmp, ": ", os_error(errno));
-  auto fail = [&](const std::string& step, int err) {
-    fd.close();
-    ::unlink(tmp.c_str());
-    ISRN_CHECK(false, where, step, ": ", os_error(err));
-  };
-  if (int err = write_all(fd.get(), &header_len, sizeof header_len)) fail("cannot write " + tmp, err);
-  if (int err = write_all(fd.get(), text.data(), text.size())) fail("cannot write " + tmp, err);
-  for (const Tensor& h : host) {
-    if (h.numel() == 0) continue;
-    if (int err = write_all(fd.get(), h.raw_data(), static_cast<size_t>(h.numel()) * h.element_size()))
-      fail("cannot write " + tmp, err);
-  }
-  // The data must be on disk before the rename makes it the checkpoint, or a crash could leave an
-  // empty file under the final name.
-  if (::fsync(fd.get()) != 0) fail("cannot fsync " + tmp, errno);
-  if (fd.close() != 0) fail("cannot close " + tmp, errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename " + tmp + " to " + path, errno);
-  // Persist the rename itself; failing here is harmless for correctness, so it is best effort.
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  Fd dir(::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.get() >= 0) (void)::fsync(dir.get());
+  io::AtomicFile file(path, "[save_safetensors] ");
+  file.write(&header_len, sizeof header_len);
+  file.write(text);
+  for (const Tensor& h : host)
+    if (h.numel() > 0) file.write(h.raw_data(), static_cast<size_t>(h.numel()) * h.element_size());
+  file.commit();
 }
 
 // --- load -----------------------------------------------------------------------------------------

@@ -1,0 +1,178 @@
+#include "isrn/data/image.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <memory>
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+
+#include "isrn/core/error.hpp"
+#include "isrn/data/sample.hpp"
+#include "isrn/io/file.hpp"
+
+namespace isrn::data {
+
+Image::Image(int64_t h, int64_t w, uint8_t fill) : height(h), width(w) {
+  ISRN_CHECK(h >= 0 && w >= 0, "[Image] negative size ", h, "x", w);
+  pixels.assign(static_cast<size_t>(h * w * 3), fill);
+}
+
+Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
+  ISRN_CHECK(size > 0, "[read_image] ", name, ": empty file");
+  ISRN_CHECK(size <= static_cast<size_t>(std::numeric_limits<int>::max()), "[read_image] ", name, ": file too large (",
+             size, " bytes)");
+  int w = 0, h = 0, channels = 0;
+  std::unique_ptr<stbi_uc, void (*)(void*)> decoded(
+      stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &channels, 3), stbi_image_free);
+  ISRN_CHECK(decoded != nullptr, "[read_image] ", name, ": cannot decode: ", stbi_failure_reason());
+  Image image;
+  image.height = h;
+  image.width = w;
+  image.pixels.assign(decoded.get(), decoded.get() + static_cast<size_t>(w) * h * 3);
+  return image;
+}
+
+Image read_image(const std::string& path) {
+  const std::string bytes = io::read_file(path, "[read_image] ");
+  // stb_image fills a truncated JPEG with grey and reports success; a JPEG must end with its EOI marker.
+  const bool jpeg = bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0xFF && static_cast<uint8_t>(bytes[1]) == 0xD8;
+  if (jpeg) {
+    size_t end = bytes.size();
+    while (end > 2 && (bytes[end - 1] == '\0' || bytes[end - 1] == '\n' || bytes[end - 1] == '\r')) --end;
+    ISRN_CHECK(end >= 4 && static_cast<uint8_t>(bytes[end - 2]) == 0xFF && static_cast<uint8_t>(bytes[end - 1]) == 0xD9,
+               "[read_image] ", path, ": truncated JPEG (no end-of-image marker)");
+  }
+  return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+}
+
+namespace {
+
+void append_bytes(void* context, void* data, int size) {
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+}  // namespace
+
+void write_image(const std::string& path, const Image& image, int jpeg_quality) {
+  const std::string where = "[write_image] ";
+  ISRN_CHECK(!image.empty(), where, path, ": empty image");
+  ISRN_CHECK(image.pixels.size() == static_cast<size_t>(image.height * image.width * 3), where, path,
+             ": pixel buffer holds ", image.pixels.size(), " bytes, not ", image.height, "x", image.width, "x3");
+  ISRN_CHECK(image.width <= std::numeric_limits<int>::max() / 3 && image.height <= std::numeric_limits<int>::max(),
+             where, path, ": image too large");
+  const std::string ext = lower(std::filesystem::path(path).extension().string());
+  const int w = static_cast<int>(image.width), h = static_cast<int>(image.height);
+  std::string bytes;
+  int ok = 0;
+  if (ext == ".png") {
+    ok = stbi_write_png_to_func(append_bytes, &bytes, w, h, 3, image.pixels.data(), w * 3);
+  } else if (ext == ".jpg" || ext == ".jpeg") {
+    ISRN_CHECK(jpeg_quality >= 1 && jpeg_quality <= 100, where, path, ": JPEG quality ", jpeg_quality,
+               " is outside 1..100");
+    ok = stbi_write_jpg_to_func(append_bytes, &bytes, w, h, 3, image.pixels.data(), jpeg_quality);
+  } else if (ext == ".bmp") {
+    ok = stbi_write_bmp_to_func(append_bytes, &bytes, w, h, 3, image.pixels.data());
+  } else {
+    ISRN_CHECK(false, where, path, ": unknown extension '", ext, "' (use .png, .jpg, .jpeg or .bmp)");
+  }
+  ISRN_CHECK(ok != 0, where, path, ": the encoder failed");
+  io::write_file_atomic(path, bytes, where);
+}
+
+Image resize_bilinear(const Image& image, int64_t height, int64_t width) {
+  ISRN_CHECK(height > 0 && width > 0, "[resize_bilinear] output size ", height, "x", width, " must be positive");
+  ISRN_CHECK(!image.empty(), "[resize_bilinear] empty input image");
+  // Per output column: the two source columns and the weight of the right one, computed once.
+  struct Tap {
+    int64_t i0, i1;
+    float w1;
+  };
+  auto taps = [](int64_t in, int64_t out) {
+    std::vector<Tap> t(static_cast<size_t>(out));
+    const double scale = static_cast<double>(in) / static_cast<double>(out);
+    for (int64_t o = 0; o < out; ++o) {
+      const double src = std::max(0.0, (o + 0.5) * scale - 0.5);
+      int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
+      const int64_t i1 = std::min(i0 + 1, in - 1);
+      t[static_cast<size_t>(o)] = {i0, i1, static_cast<float>(src - static_cast<double>(i0))};
+    }
+    return t;
+  };
+  const std::vector<Tap> xs = taps(image.width, width), ys = taps(image.height, height);
+  Image out(height, width);
+  std::vector<float> row0(static_cast<size_t>(width * 3)), row1(row0.size());
+  auto horizontal = [&](int64_t y, std::vector<float>& row) {
+    const uint8_t* src = image.at(y, 0);
+    for (int64_t x = 0; x < width; ++x) {
+      const Tap& t = xs[static_cast<size_t>(x)];
+      for (int c = 0; c < 3; ++c) {
+        const float a = src[t.i0 * 3 + c], b = src[t.i1 * 3 + c];
+        row[static_cast<size_t>(x * 3 + c)] = a + (b - a) * t.w1;
+      }
+    }
+  };
+  for (int64_t y = 0; y < height; ++y) {
+    const Tap& t = ys[static_cast<size_t>(y)];
+    horizontal(t.i0, row0);
+    horizontal(t.i1, row1);
+    uint8_t* dst = out.at(y, 0);
+    for (size_t i = 0; i < row0.size(); ++i) {
+      const float v = row0[i] + (row1[i] - row0[i]) * t.w1;
+      dst[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+    }
+  }
+  return out;
+}
+
+Image flip_horizontal(const Image& image) {
+  Image out(image.height, image.width);
+  for (int64_t y = 0; y < image.height; ++y)
+    for (int64_t x = 0; x < image.width; ++x) std::copy_n(image.at(y, image.width - 1 - x), 3, out.at(y, x));
+  return out;
+}
+
+void normalize_into(const Image& image, float* dst, int64_t plane_stride, int64_t row_stride,
+                    const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  for (int c = 0; c < 3; ++c)
+    ISRN_CHECK(std[c] > 0, "[normalize_into] std[", c, "] = ", std[c], " must be positive");
+  std::array<float, 3> scale{}, shift{};
+  for (int c = 0; c < 3; ++c) {
+    scale[c] = 1.0f / (255.0f * std[c]);
+    shift[c] = -mean[c] / std[c];
+  }
+  for (int64_t y = 0; y < image.height; ++y) {
+    const uint8_t* src = image.at(y, 0);
+    for (int c = 0; c < 3; ++c) {
+      float* row = dst + c * plane_stride + y * row_stride;
+      for (int64_t x = 0; x < image.width; ++x) row[x] = src[x * 3 + c] * scale[c] + shift[c];
+    }
+  }
+}
+
+Tensor to_tensor(const Image& image, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+  Tensor t = isrn::empty({3, image.height, image.width}, DType::Float32);
+  normalize_into(image, t.data_ptr<float>(), image.height * image.width, image.width, mean, std);
+  return t;
+}
+
+Tensor boxes_to_tensor(const std::vector<Box>& boxes) {
+  Tensor t = isrn::empty({static_cast<int64_t>(boxes.size()), 4}, DType::Float32);
+  float* p = t.data_ptr<float>();
+  for (const Box& b : boxes) {
+    *p++ = b.x1;
+    *p++ = b.y1;
+    *p++ = b.x2;
+    *p++ = b.y2;
+  }
+  return t;
+}
+
+}  // namespace isrn::data
