@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "isrn/autograd/grad_mode.hpp"
+#include "isrn/ops/loss.hpp"
 
 namespace isrn::models {
 
@@ -68,6 +69,12 @@ DetectorConfig DetectorConfig::resolved() const {
 }
 
 DetectorConfig DetectorConfig::from_json(const io::JsonConfig& json) {
+  DetectorConfig c = read(json);
+  json.check_no_unknown_keys();
+  return c;
+}
+
+DetectorConfig DetectorConfig::read(const io::JsonConfig& json) {
   DetectorConfig c;
   ResNetConfig& b = c.backbone;
   b.depth = static_cast<int>(json.get<int64_t>("model.backbone.depth", b.depth));
@@ -109,7 +116,17 @@ DetectorConfig DetectorConfig::from_json(const io::JsonConfig& json) {
   i.nms_iou = json.get<double>("infer.nms", i.nms_iou);
   i.keep_top_n = json.get<int64_t>("infer.keep", i.keep_top_n);
 
-  json.check_no_unknown_keys();
+  AblationConfig& a = c.ablation;
+  a.se = json.get<bool>("ablation.se", a.se);
+  a.se_reduction = json.get<int64_t>("ablation.se_reduction", a.se_reduction);
+  a.seg_branch = json.get<bool>("ablation.seg_branch", a.seg_branch);
+  a.seg_mode = parse_choice<SegMode>(json, "ablation.seg_mode", a.seg_mode,
+                                     {{"multiply", SegMode::multiply}, {"residual", SegMode::residual}});
+  a.seg_weight = json.get<double>("ablation.seg_weight", a.seg_weight);
+  ISRN_CHECK(a.se_reduction > 0, "[detector_config] key 'ablation.se_reduction' must be positive, got ",
+             a.se_reduction);
+  ISRN_CHECK(a.seg_weight >= 0, "[detector_config] key 'ablation.seg_weight' must be non-negative, got ",
+             a.seg_weight);
   return c.resolved();
 }
 
@@ -139,7 +156,11 @@ std::string DetectorConfig::to_json() const {
     << ", \"smooth_l1_beta\": " << number(c.loss.smooth_l1_beta) << "},\n"
     << "  \"infer\": {\"theta\": " << number(c.infer.stc_theta) << ", \"score_threshold\": "
     << number(c.infer.score_threshold) << ", \"top_k\": " << c.infer.pre_nms_top_n
-    << ", \"nms\": " << number(c.infer.nms_iou) << ", \"keep\": " << c.infer.keep_top_n << "}\n"
+    << ", \"nms\": " << number(c.infer.nms_iou) << ", \"keep\": " << c.infer.keep_top_n << "},\n"
+    << "  \"ablation\": {\"se\": " << boolean(c.ablation.se) << ", \"se_reduction\": " << c.ablation.se_reduction
+    << ", \"seg_branch\": " << boolean(c.ablation.seg_branch) << ", \"seg_mode\": "
+    << quoted(c.ablation.seg_mode == SegMode::multiply ? "multiply" : "residual")
+    << ", \"seg_weight\": " << number(c.ablation.seg_weight) << "}\n"
     << "}\n";
   return s.str();
 }
@@ -161,7 +182,10 @@ bool same_config(const DetectorConfig& a, const DetectorConfig& b) {
          a.loss.focal_alpha == b.loss.focal_alpha && a.loss.focal_gamma == b.loss.focal_gamma &&
          a.loss.smooth_l1_beta == b.loss.smooth_l1_beta && a.infer.stc_theta == b.infer.stc_theta &&
          a.infer.score_threshold == b.infer.score_threshold && a.infer.pre_nms_top_n == b.infer.pre_nms_top_n &&
-         a.infer.nms_iou == b.infer.nms_iou && a.infer.keep_top_n == b.infer.keep_top_n;
+         a.infer.nms_iou == b.infer.nms_iou && a.infer.keep_top_n == b.infer.keep_top_n &&
+         a.ablation.se == b.ablation.se && a.ablation.se_reduction == b.ablation.se_reduction &&
+         a.ablation.seg_branch == b.ablation.seg_branch && a.ablation.seg_mode == b.ablation.seg_mode &&
+         a.ablation.seg_weight == b.ablation.seg_weight;
 }
 
 Detector::Detector(const DetectorConfig& config, Generator& gen) : config_(config.resolved()) {
@@ -172,6 +196,20 @@ Detector::Detector(const DetectorConfig& config, Generator& gen) : config_(confi
                                std::make_shared<FirstStepFeatures>(backbone->out_channels(), config_.fpn, gen));
   fpn = register_module("fpn", std::make_shared<FPN>(backbone->out_channels(), config_.fpn, gen));
   head = register_module("head", std::make_shared<Head>(config_.head, gen));
+  const int64_t channels = config_.fpn.channels();
+  const DType dtype = config_.backbone.dtype;
+  if (config_.ablation.se) {
+    se_step1 = register_module("se_step1", std::make_shared<nn::Sequential>());
+    se_step2 = register_module("se_step2", std::make_shared<nn::Sequential>());
+    for (size_t l = 0; l < config_.anchors.strides.size(); ++l) {
+      se_step1->push_back(std::make_shared<SEBlock>(channels, config_.ablation.se_reduction, dtype, gen));
+      se_step2->push_back(std::make_shared<SEBlock>(channels, config_.ablation.se_reduction, dtype, gen));
+    }
+  }
+  if (config_.ablation.seg_branch) {
+    seg = register_module("seg", std::make_shared<SegBranch>(channels, config_.backbone.norm,
+                                                             config_.ablation.seg_mode, dtype, gen));
+  }
 }
 
 const AnchorSet& Detector::anchors_for(int64_t image_h, int64_t image_w, Device device) {
@@ -190,7 +228,7 @@ DetectorOutput Detector::forward(const Tensor& images) {
              images.defined() ? shape_str(images.shape()) : std::string("undefined"));
   const AnchorSet& anchors = anchors_for(images.size(2), images.size(3), images.device());
   const std::vector<Tensor> maps = backbone->forward(images);
-  const std::vector<Tensor> first = first_step->forward(maps);
+  std::vector<Tensor> first = first_step->forward(maps);
   for (size_t l = 0; l < first.size(); ++l) {
     // The anchor layout assumes the halving of feature_map_sizes; a backbone that rounds otherwise
     // would silently pair predictions with the wrong anchors.
@@ -199,9 +237,20 @@ DetectorOutput Detector::forward(const Tensor& images) {
                anchors.map_sizes[l].height, "x", anchors.map_sizes[l].width);
   }
   const int64_t a = config_.head.num_anchors;
-  FlatPredictions step1 = flatten_predictions(head->forward(first, 1), a);
-  FlatPredictions step2 = flatten_predictions(head->forward(fpn->forward(maps), 2), a);
+  std::vector<Tensor> second = fpn->forward(maps);
   DetectorOutput out;
+  if (seg) {
+    out.seg_logits = seg->logits(second[0]);
+    second[0] = seg->apply(second[0], out.seg_logits);
+  }
+  if (se_step1) {
+    for (size_t l = 0; l < first.size(); ++l) {
+      first[l] = (*se_step1)[l]->forward(first[l]);
+      second[l] = (*se_step2)[l]->forward(second[l]);
+    }
+  }
+  FlatPredictions step1 = flatten_predictions(head->forward(first, 1), a);
+  FlatPredictions step2 = flatten_predictions(head->forward(second, 2), a);
   out.step1_logits = step1.logits;
   out.step1_deltas = step1.deltas;
   out.step2_logits = step2.logits;
@@ -215,8 +264,16 @@ DetectionLoss Detector::loss(const Tensor& images, const std::vector<Tensor>& gt
              "[detector] loss needs one ground-truth tensor per image, got ", gt_boxes.size(), " for images ",
              images.defined() ? shape_str(images.shape()) : std::string("undefined"));
   const DetectorOutput out = forward(images);
-  return detection_loss(out.step1_logits, out.step1_deltas, out.step2_logits, out.step2_deltas, out.anchors,
-                        gt_boxes, config_.loss);
+  DetectionLoss loss = detection_loss(out.step1_logits, out.step1_deltas, out.step2_logits, out.step2_deltas,
+                                      out.anchors, gt_boxes, config_.loss);
+  if (out.seg_logits.defined()) {
+    const Tensor target = box_mask_targets(gt_boxes, out.seg_logits.size(2), out.seg_logits.size(3),
+                                           config_.anchors.strides.front(),
+                                           TensorOptions(out.seg_logits.dtype()).device(out.seg_logits.device()));
+    loss.seg = binary_cross_entropy_with_logits(out.seg_logits, target, Tensor(), Reduction::Mean);
+    loss.total = add(loss.total, mul(loss.seg, config_.ablation.seg_weight));
+  }
+  return loss;
 }
 
 std::vector<Detections> Detector::detect(const Tensor& images) {

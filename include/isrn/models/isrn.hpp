@@ -10,6 +10,7 @@
 
 #include "isrn/io/json_config.hpp"
 #include "isrn/io/safetensors.hpp"
+#include "isrn/models/ablation.hpp"
 #include "isrn/models/anchors.hpp"
 #include "isrn/models/fpn.hpp"
 #include "isrn/models/head.hpp"
@@ -31,12 +32,16 @@ struct DetectorConfig {
   AnchorConfig anchors;
   LossConfig loss;  // loss.targets holds the match thresholds and the STC θ of training
   InferenceConfig infer;
+  AblationConfig ablation;  // SE blocks and the segmentation branch, off by default
 
   DetectorConfig resolved() const;
 
   // Reads the dotted keys listed in to_json() (any may be absent: the default stays), then rejects
   // keys nothing read, naming them.
   static DetectorConfig from_json(const io::JsonConfig& json);
+  // The same without the final check, for a file that also holds other sections (the training
+  // program's augment/optim/train keys): its reader checks for unknown keys once everything is read.
+  static DetectorConfig read(const io::JsonConfig& json);
   std::string to_json() const;  // every independent field; from_json reads it back to an equal config
 };
 
@@ -47,6 +52,7 @@ struct DetectorOutput {
   Tensor step1_logits, step2_logits;  // [B, A_total], anchor order
   Tensor step1_deltas, step2_deltas;  // [B, A_total, 4]
   AnchorSet anchors;                  // for the images' H×W, on their device
+  Tensor seg_logits;                  // [B, 1, H2, W2] with the segmentation branch, else undefined
 };
 
 class Detector : public nn::Module {
@@ -68,6 +74,10 @@ class Detector : public nn::Module {
   std::shared_ptr<FirstStepFeatures> first_step;
   std::shared_ptr<FPN> fpn;
   std::shared_ptr<Head> head;
+  // Ablations (null unless switched on): one SE block per level ("0".."5") for each step's features,
+  // and the segmentation branch on P2.
+  std::shared_ptr<nn::Sequential> se_step1, se_step2;
+  std::shared_ptr<SegBranch> seg;
 
  private:
   DetectorConfig config_;

@@ -21,6 +21,7 @@ struct LossConfig {
 
 struct DetectionLoss {
   Tensor stc_cls1, stc_cls2, str_reg1, str_reg2, total;  // 0-d, differentiable w.r.t. the predictions
+  Tensor seg;  // the segmentation branch's BCE (already in total, weighted) when that ablation is on
   int64_t num_pos1_cls = 0;  // step-1 positives on STC levels (normalizes stc_cls1)
   int64_t num_pos1_reg = 0;  // step-1 positives on STR levels (normalizes str_reg1)
   int64_t num_pos2 = 0;      // step-2 positives on all levels (normalizes stc_cls2 and str_reg2)
