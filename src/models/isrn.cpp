@@ -276,7 +276,7 @@ DetectionLoss Detector::loss(const Tensor& images, const std::vector<Tensor>& gt
   return loss;
 }
 
-std::vector<Detections> Detector::detect(const Tensor& images) {
+std::vector<Detections> Detector::detect(const Tensor& images, double scale) {
   const bool was_training = is_training();
   eval();
   struct RestoreMode {
@@ -290,7 +290,7 @@ std::vector<Detections> Detector::detect(const Tensor& images) {
   for (int64_t i = 0; i < images.size(0); ++i) {
     result.push_back(detect_single_scale(out.step1_logits.select(0, i), out.step1_deltas.select(0, i),
                                          out.step2_logits.select(0, i), out.step2_deltas.select(0, i), out.anchors,
-                                         config_.infer));
+                                         config_.infer, scale));
   }
   return result;
 }

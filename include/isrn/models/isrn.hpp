@@ -62,8 +62,9 @@ class Detector : public nn::Module {
   DetectorOutput forward(const Tensor& images);
   // gt_boxes: one [G_i, 4] (x1, y1, x2, y2) tensor per image, G_i may be 0.
   DetectionLoss loss(const Tensor& images, const std::vector<Tensor>& gt_boxes);
-  // Eval mode and no graph for the call; the previous training mode comes back afterwards.
-  std::vector<Detections> detect(const Tensor& images);
+  // Eval mode and no graph for the call; the previous training mode comes back afterwards. `scale` is
+  // the factor the images were resized by: boxes come back in the unresized coordinates (SPEC §9).
+  std::vector<Detections> detect(const Tensor& images, double scale = 1.0);
 
   // Anchors for an H×W image on `device`, generated once per (H, W, device).
   const AnchorSet& anchors_for(int64_t image_h, int64_t image_w, Device device);
