@@ -54,7 +54,11 @@ struct TensorOptions {
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0x853c49e6748fea9bULL) { seed_(seed); }
-  void seed_(uint64_t seed) { state_ = seed ? seed : 0x9e3779b97f4a7c15ULL; }
+  // Reseeding also forgets a cached normal() draw, so a seed alone determines every later number.
+  void seed_(uint64_t seed) {
+    state_ = seed ? seed : 0x9e3779b97f4a7c15ULL;
+    has_spare_ = false;
+  }
   uint64_t next_u64() {  // splitmix64: tiny, fast, statistically fine for initialization and tests
     uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -64,7 +68,24 @@ class Generator {
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }  // [0, 1)
   double normal();
   uint64_t state() const { return state_; }
-  void set_state(uint64_t s) { state_ = s; }
+  void set_state(uint64_t s) {
+    state_ = s;
+    has_spare_ = false;
+  }
+  // Everything that determines the numbers to come (normal() caches every second draw), for
+  // resuming a run exactly.
+  struct Snapshot {
+    uint64_t state = 0;
+    bool has_spare = false;
+    double spare = 0.0;
+    bool operator==(const Snapshot&) const = default;
+  };
+  Snapshot snapshot() const { return {state_, has_spare_, spare_}; }
+  void restore(const Snapshot& s) {
+    state_ = s.state;
+    has_spare_ = s.has_spare;
+    spare_ = s.spare;
+  }
 
  private:
   uint64_t state_ = 0;
