@@ -81,7 +81,7 @@ CONFIG_JSON = {
               "best_anchor_rule": True},
     "stc": {"theta": STC_THETA},
     "loss": {"alpha": ALPHA, "gamma": GAMMA, "smooth_l1_beta": BETA},
-    "infer": {"theta": 0.01, "score_threshold": 0.05, "top_k": 2000, "nms": 0.4, "keep": 750},
+    "infer": {"theta": 0.01, "score_threshold": 0.0, "top_k": 2000, "nms": 0.4, "keep": 750},  # unused here
 }
 
 

@@ -98,6 +98,13 @@ TEST_CASE("golden detector: the PyTorch weights load strictly under the C++ dott
   CHECK(config.backbone.depth == 18);
   CHECK(config.backbone.width_mult == 0.125);
   CHECK(config.head.channels == 32);
+  // Apart from depth and width, the golden model is the SPEC default: a Python constant that drifted
+  // from the Decisions table (β, α, γ, thresholds, θ, anchor shape) would otherwise be read back from
+  // the file by the C++ and pass unnoticed.
+  models::DetectorConfig spec_default;
+  spec_default.backbone.depth = 18;
+  spec_default.backbone.width_mult = 0.125;
+  CHECK(models::same_config(config, spec_default.resolved()));
   auto det = load_golden_detector(Device::cpu());
   CHECK(static_cast<size_t>(det->state_dict().size()) == file.tensors.size());
   // A float32 detector has the same names but not the dtype: strict loading says so, naming a tensor.
@@ -124,7 +131,7 @@ TEST_CASE("golden detector: anchors and step-1/step-2 predictions match PyTorch"
 
 TEST_CASE("golden detector: two-step targets match PyTorch decision by decision, level by level") {
   const test::Golden g = test::load_golden("detector_tiny");
-  const char* columns[7] = {"step-1 positives", "step-1 negatives", "step-1 ignored", "step-2 positives",
+  const std::string columns[7] = {"step-1 positives", "step-1 negatives", "step-1 ignored", "step-2 positives",
                             "step-2 negatives", "step-2 ignored", "STC-dropped negatives"};
   for (Device d : test::devices()) {
     CAPTURE(d);
