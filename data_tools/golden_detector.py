@@ -18,8 +18,8 @@ Configuration: ResNet-18 layout at width 1/8 (stem 2 → 2 → 4 ch, C2..C5 = 8/
 C7 = 8, FPN and head 32 ch, RFE 8 ch), ISRN stem, GroupNorm(16) with the group count reduced to
 gcd(16, channels) for thin layers (the C++ NormConfig rule), two 136×104 images: not multiples of
 128 and not square, so every ceil halving of SPEC §2.1 is exercised (maps 34×26, 17×13, 9×7, 5×4,
-3×2, 2×1). Image 0 has faces from 11 px to 100 px (positives on STC and STR levels, two overlapping
-faces), image 1 has none.
+3×2, 2×1). Image 0 has nine faces from 11 px to 190 px, two of them reaching past the border
+(positives on every level in both steps, overlapping faces), image 1 has none.
 
 The weights are random (not the SPEC initialization) so that every layer does something visible: the
 logits spread around the prior so the STC filter both keeps and drops negatives, and the step-1
