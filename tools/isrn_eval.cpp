@@ -3,6 +3,7 @@
 // standard output is `easy <AP> medium <AP> hard <AP>`; warnings go to standard error.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <set>
@@ -42,13 +43,13 @@ int run(const std::string& pred_dir, const std::string& gt_dir, const std::strin
         const std::string& json_path, const std::string& pr_path, bool all_images) {
   using namespace isrn::eval;
   GroundTruth truth = read_wider_ground_truth(gt_dir);
-  const size_t truth_images = truth.images.size();
   std::set<std::string> events;
   if (!events_list.empty()) {
     const std::vector<std::string> wanted = split_events(events_list);
     truth = restrict_to_events(truth, wanted);
     events.insert(wanted.begin(), wanted.end());
   }
+  const size_t truth_images = truth.images.size();
 
   PredictionFolder folder = read_prediction_folder(pred_dir);
   for (const std::string& w : folder.warnings) std::cerr << "warning: " << w << "\n";
@@ -63,9 +64,10 @@ int run(const std::string& pred_dir, const std::string& gt_dir, const std::strin
              events.empty() ? "" : " in the chosen events", " (expected <event>/<image name>.txt)");
   for (const std::string& w : result.warnings) std::cerr << "warning: " << w << "\n";
 
-  std::printf("scored %lld of %zu validation images%s (%lld detections)%s\n", static_cast<long long>(result.images),
-              truth_images, events.empty() ? "" : " in the chosen events", static_cast<long long>(result.detections),
-              all_images ? ", images without a prediction file counted as empty" : "");
+  std::printf("scored %lld of the %zu validation images%s (%lld detections)%s\n",
+              static_cast<long long>(result.images), truth_images, events.empty() ? "" : " of the chosen events",
+              static_cast<long long>(result.detections),
+              all_images ? "; images without a prediction file count as having no detections" : "");
   for (const SettingResult& s : result.settings)
     std::printf("%s: %lld images, %lld faces\n", s.name.c_str(), static_cast<long long>(s.images),
                 static_cast<long long>(s.faces));
@@ -90,14 +92,20 @@ int main(int argc, char** argv) {
                "isrn-eval"};
   std::string pred_dir, gt_dir, events, json_path, pr_path;
   bool all_images = false;
-  app.add_option("--pred", pred_dir, "folder in the WIDER prediction layout: <event>/<image name>.txt")->required();
+  app.add_option("--pred", pred_dir, "folder in the WIDER prediction layout: <event>/<image name>.txt")
+      ->type_name("DIR")
+      ->required();
   app.add_option("--gt", gt_dir,
                  "the official ground_truth folder (wider_face_val.mat, wider_{easy,medium,hard}_val.mat)")
+      ->type_name("DIR")
       ->required();
-  app.add_option("--events", events, "comma-separated events to score, e.g. 0--Parade,19--Couple (default: all)");
-  app.add_option("--json", json_path, "write a JSON summary (APs, images and faces per setting, warnings) to FILE");
+  app.add_option("--events", events, "comma-separated events to score, e.g. 0--Parade,19--Couple (default: all)")
+      ->type_name("a,b,...");
+  app.add_option("--json", json_path, "write a JSON summary (APs, images and faces per setting, warnings) to FILE")
+      ->type_name("FILE");
   app.add_option("--pr-curve", pr_path,
-                 "write the PR curves to FILE.csv and FILE.svg (a .csv or .svg suffix on FILE is dropped first)");
+                 "write the PR curves to FILE.csv and FILE.svg (a .csv or .svg suffix on FILE is dropped first)")
+      ->type_name("FILE");
   app.add_flag("--all-images", all_images,
                "the official behaviour: every validation image is scored, one without a prediction file as having no "
                "detections");
