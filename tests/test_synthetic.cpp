@@ -423,7 +423,7 @@ TEST_CASE("synthetic: write_synthetic_wider writes the official WIDER FACE layou
   }
 
   options.jpeg_quality = 0;
-  CHECK_THROWS_WITH_AS(write_synthetic_wider(options), doctest::Contains("[isrn-synth] JPEG quality 0"), Error);
+  CHECK_THROWS_WITH_AS(write_synthetic_wider(options), doctest::Contains("[write_synthetic_wider] JPEG quality 0"), Error);
   options.jpeg_quality = 95;
   options.threads = 0;
   CHECK_THROWS_WITH_AS(write_synthetic_wider(options), doctest::Contains("threads 0"), Error);

@@ -999,17 +999,17 @@ std::vector<Written> write_split(const WiderExport& options, const std::string& 
   }
   const fs::path split_dir = fs::path(options.out_dir) / "wider_face_split";
   fs::create_directories(split_dir);
-  io::write_file_atomic((split_dir / ("wider_face_" + split + "_bbx_gt.txt")).string(), text, "[isrn-synth] ");
+  io::write_file_atomic((split_dir / ("wider_face_" + split + "_bbx_gt.txt")).string(), text, "[write_synthetic_wider] ");
   return records;
 }
 
 }  // namespace
 
 WiderExportCounts write_synthetic_wider(const WiderExport& options) {
-  ISRN_CHECK(!options.out_dir.empty(), "[isrn-synth] the output folder is not set");
-  ISRN_CHECK(options.jpeg_quality >= 1 && options.jpeg_quality <= 100, "[isrn-synth] JPEG quality ",
+  ISRN_CHECK(!options.out_dir.empty(), "[write_synthetic_wider] the output folder is not set");
+  ISRN_CHECK(options.jpeg_quality >= 1 && options.jpeg_quality <= 100, "[write_synthetic_wider] JPEG quality ",
              options.jpeg_quality, " is outside 1..100");
-  ISRN_CHECK(options.threads >= 1 && options.threads <= 1024, "[isrn-synth] threads ", options.threads,
+  ISRN_CHECK(options.threads >= 1 && options.threads <= 1024, "[write_synthetic_wider] threads ", options.threads,
              " is outside 1..1024");
   validate(options.config);
   WiderExportCounts counts;
