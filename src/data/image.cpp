@@ -1,6 +1,7 @@
 #include "isrn/data/image.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <limits>
