@@ -1,6 +1,7 @@
 #include "isrn/data/image.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -24,6 +25,16 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
   ISRN_CHECK(size > 0, "[read_image] ", name, ": empty file");
   ISRN_CHECK(size <= static_cast<size_t>(std::numeric_limits<int>::max()), "[read_image] ", name, ": file too large (",
              size, " bytes)");
+  // stb_image fills a truncated JPEG with grey and reports success; a JPEG must end with its EOI marker
+  // (trailing NULs and line ends, which some writers append, are allowed). Checked here rather than in
+  // read_image so that bytes from memory get the same protection as files.
+  const bool jpeg = size >= 2 && data[0] == 0xFF && data[1] == 0xD8;
+  if (jpeg) {
+    size_t end = size;
+    while (end > 2 && (data[end - 1] == '\0' || data[end - 1] == '\n' || data[end - 1] == '\r')) --end;
+    ISRN_CHECK(end >= 4 && data[end - 2] == 0xFF && data[end - 1] == 0xD9, "[read_image] ", name,
+               ": truncated JPEG (no end-of-image marker)");
+  }
   int w = 0, h = 0, channels = 0;
   std::unique_ptr<stbi_uc, void (*)(void*)> decoded(
       stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &channels, 3), stbi_image_free);
@@ -37,14 +48,6 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
 
 Image read_image(const std::string& path) {
   const std::string bytes = io::read_file(path, "[read_image] ");
-  // stb_image fills a truncated JPEG with grey and reports success; a JPEG must end with its EOI marker.
-  const bool jpeg = bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0xFF && static_cast<uint8_t>(bytes[1]) == 0xD8;
-  if (jpeg) {
-    size_t end = bytes.size();
-    while (end > 2 && (bytes[end - 1] == '\0' || bytes[end - 1] == '\n' || bytes[end - 1] == '\r')) --end;
-    ISRN_CHECK(end >= 4 && static_cast<uint8_t>(bytes[end - 2]) == 0xFF && static_cast<uint8_t>(bytes[end - 1]) == 0xD9,
-               "[read_image] ", path, ": truncated JPEG (no end-of-image marker)");
-  }
   return decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
@@ -87,49 +90,96 @@ void write_image(const std::string& path, const Image& image, int jpeg_quality) 
   io::write_file_atomic(path, bytes, where);
 }
 
-Image resize_bilinear(const Image& image, int64_t height, int64_t width) {
-  ISRN_CHECK(height > 0 && width > 0, "[resize_bilinear] output size ", height, "x", width, " must be positive");
-  ISRN_CHECK(!image.empty(), "[resize_bilinear] empty input image");
-  // Per output column: the two source columns and the weight of the right one, computed once.
-  struct Tap {
-    int64_t i0, i1;
-    float w1;
-  };
-  auto taps = [](int64_t in, int64_t out) {
-    std::vector<Tap> t(static_cast<size_t>(out));
-    const double scale = static_cast<double>(in) / static_cast<double>(out);
-    for (int64_t o = 0; o < out; ++o) {
-      const double src = std::max(0.0, (o + 0.5) * scale - 0.5);
-      int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
-      const int64_t i1 = std::min(i0 + 1, in - 1);
-      t[static_cast<size_t>(o)] = {i0, i1, static_cast<float>(src - static_cast<double>(i0))};
-    }
-    return t;
-  };
-  const std::vector<Tap> xs = taps(image.width, width), ys = taps(image.height, height);
+namespace {
+
+// One output position of a bilinear resize: the two source positions and the weight of the second.
+// `inside` is false for positions of a window that fall outside the resized image.
+struct Tap {
+  int64_t i0 = 0, i1 = 0;
+  float w1 = 0;
+  bool inside = false;
+};
+
+// Taps for the output positions first .. first + count - 1 of a resize from `in` to `out` positions.
+std::vector<Tap> bilinear_taps(int64_t in, int64_t out, int64_t first, int64_t count) {
+  std::vector<Tap> taps(static_cast<size_t>(count));
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t o = first + k;
+    if (o < 0 || o >= out) continue;
+    const double src = std::max(0.0, (static_cast<double>(o) + 0.5) * scale - 0.5);
+    const int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
+    taps[static_cast<size_t>(k)] = {i0, std::min(i0 + 1, in - 1), static_cast<float>(src - static_cast<double>(i0)), true};
+  }
+  return taps;
+}
+
+Image resample_window(const Image& image, int64_t scaled_height, int64_t scaled_width, int64_t top, int64_t left,
+                      int64_t height, int64_t width, const std::array<uint8_t, 3>& fill) {
+  const std::vector<Tap> xs = bilinear_taps(image.width, scaled_width, left, width);
+  const std::vector<Tap> ys = bilinear_taps(image.height, scaled_height, top, height);
   Image out(height, width);
-  std::vector<float> row0(static_cast<size_t>(width * 3)), row1(row0.size());
-  auto horizontal = [&](int64_t y, std::vector<float>& row) {
+  // Horizontally interpolated source rows, two at a time: an upscale reuses each row for several
+  // output rows, so a row is interpolated once per change of source row, not once per output row.
+  std::array<std::vector<float>, 2> rows{std::vector<float>(static_cast<size_t>(width * 3)),
+                                         std::vector<float>(static_cast<size_t>(width * 3))};
+  std::array<int64_t, 2> row_of{-1, -1};
+  auto fetch = [&](int64_t y, int64_t keep) -> const float* {
+    for (int s = 0; s < 2; ++s)
+      if (row_of[s] == y) return rows[s].data();
+    const int s = row_of[0] == keep ? 1 : 0;
     const uint8_t* src = image.at(y, 0);
+    float* row = rows[s].data();
     for (int64_t x = 0; x < width; ++x) {
       const Tap& t = xs[static_cast<size_t>(x)];
+      if (!t.inside) continue;
       for (int c = 0; c < 3; ++c) {
         const float a = src[t.i0 * 3 + c], b = src[t.i1 * 3 + c];
-        row[static_cast<size_t>(x * 3 + c)] = a + (b - a) * t.w1;
+        row[x * 3 + c] = a + (b - a) * t.w1;
       }
     }
+    row_of[s] = y;
+    return row;
   };
   for (int64_t y = 0; y < height; ++y) {
     const Tap& t = ys[static_cast<size_t>(y)];
-    horizontal(t.i0, row0);
-    horizontal(t.i1, row1);
     uint8_t* dst = out.at(y, 0);
-    for (size_t i = 0; i < row0.size(); ++i) {
-      const float v = row0[i] + (row1[i] - row0[i]) * t.w1;
-      dst[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+    if (!t.inside) {
+      for (int64_t x = 0; x < width; ++x) std::copy(fill.begin(), fill.end(), dst + x * 3);
+      continue;
+    }
+    const float* row0 = fetch(t.i0, t.i1);
+    const float* row1 = fetch(t.i1, t.i0);
+    for (int64_t x = 0; x < width; ++x) {
+      if (!xs[static_cast<size_t>(x)].inside) {
+        std::copy(fill.begin(), fill.end(), dst + x * 3);
+        continue;
+      }
+      for (int64_t i = x * 3; i < x * 3 + 3; ++i) {
+        const float v = row0[i] + (row1[i] - row0[i]) * t.w1;
+        dst[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+      }
     }
   }
   return out;
+}
+
+}  // namespace
+
+Image resize_bilinear(const Image& image, int64_t height, int64_t width) {
+  ISRN_CHECK(height > 0 && width > 0, "[resize_bilinear] output size ", height, "x", width, " must be positive");
+  ISRN_CHECK(!image.empty(), "[resize_bilinear] empty input image");
+  return resample_window(image, height, width, 0, 0, height, width, {0, 0, 0});
+}
+
+Image resize_window_bilinear(const Image& image, int64_t scaled_height, int64_t scaled_width, int64_t top,
+                             int64_t left, int64_t height, int64_t width, const std::array<uint8_t, 3>& fill) {
+  ISRN_CHECK(scaled_height > 0 && scaled_width > 0, "[resize_window_bilinear] resized size ", scaled_height, "x",
+             scaled_width, " must be positive");
+  ISRN_CHECK(height >= 0 && width >= 0, "[resize_window_bilinear] window size ", height, "x", width,
+             " must not be negative");
+  ISRN_CHECK(!image.empty(), "[resize_window_bilinear] empty input image");
+  return resample_window(image, scaled_height, scaled_width, top, left, height, width, fill);
 }
 
 Image flip_horizontal(const Image& image) {

@@ -36,6 +36,11 @@ void write_image(const std::string& path, const Image& image, int jpeg_quality =
 // cv2.resize(INTER_LINEAR) geometry: output pixel centre (x + 0.5)·(w_in / w_out) − 0.5, clamped at the
 // borders, in float (not OpenCV's 11-bit fixed point, so values may differ from OpenCV's by one level).
 Image resize_bilinear(const Image& image, int64_t height, int64_t width);
+// The window [top, top + height) × [left, left + width) of resize_bilinear(image, scaled_height,
+// scaled_width), with `fill` where the window leaves the resized image; only the window is computed, so a
+// crop of a large upscale (data-anchor-sampling) costs the crop, not the upscale.
+Image resize_window_bilinear(const Image& image, int64_t scaled_height, int64_t scaled_width, int64_t top,
+                             int64_t left, int64_t height, int64_t width, const std::array<uint8_t, 3>& fill);
 Image flip_horizontal(const Image& image);
 
 inline constexpr std::array<float, 3> kImageNetMean{0.485f, 0.456f, 0.406f};
