@@ -130,6 +130,55 @@ bool finishes_within(double seconds, std::function<void()> action) {
 
 }  // namespace
 
+namespace {
+
+// Checks a batch of untransformed synthetic samples against values computed here from the indices it names.
+void check_batch(const SyntheticDataset& ds, const Batch& b) {
+  const int64_t count = b.size();
+  REQUIRE(b.indices.size() == static_cast<size_t>(count));
+  REQUIRE(b.sizes.size() == static_cast<size_t>(count));
+  REQUIRE(b.boxes.size() == static_cast<size_t>(count));
+  int64_t hmax = 0, wmax = 0;
+  for (size_t i : b.indices) {
+    hmax = std::max(hmax, SyntheticDataset::height(i));
+    wmax = std::max(wmax, SyntheticDataset::width(i));
+  }
+  REQUIRE(b.images.shape() == Shape{count, 3, hmax, wmax});
+  CHECK(b.images.dtype() == DType::Float32);
+  const std::vector<float> v = b.images.to_vector<float>();
+  for (int64_t k = 0; k < count; ++k) {
+    const size_t i = b.indices[static_cast<size_t>(k)];
+    CAPTURE(i);
+    CHECK(b.ids[static_cast<size_t>(k)] == "s" + std::to_string(i));
+    const int64_t h = SyntheticDataset::height(i), w = SyntheticDataset::width(i);
+    CHECK(b.sizes[static_cast<size_t>(k)] == std::make_pair(h, w));
+    // (p / 255 − mean) / std in double; the library computes p · (1 / (255 std)) − mean / std in float,
+    // a few float roundings on values below 3 in magnitude: 1e-5 is ample and far below one grey level (0.017).
+    double worst = 0;
+    int64_t nonzero_padding = 0;
+    for (int c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < hmax; ++y)
+        for (int64_t x = 0; x < wmax; ++x) {
+          const float got = v[static_cast<size_t>(((k * 3 + c) * hmax + y) * wmax + x)];
+          if (y < h && x < w) {
+            const double want = (SyntheticDataset::pixel(i, y, x, c) / 255.0 - kImageNetMean[c]) / kImageNetStd[c];
+            worst = std::max(worst, std::abs(got - want));
+          } else {
+            nonzero_padding += got != 0.0f;
+          }
+        }
+    CHECK(worst < 1e-5);
+    CHECK(nonzero_padding == 0);
+    const Tensor& boxes = b.boxes[static_cast<size_t>(k)];
+    REQUIRE(boxes.shape() == Shape{static_cast<int64_t>(i % 3), 4});
+    std::vector<float> want_boxes;
+    for (const Box& box : ds.get(i).boxes) want_boxes.insert(want_boxes.end(), {box.x1, box.y1, box.x2, box.y2});
+    CHECK(boxes.to_vector<float>() == want_boxes);
+  }
+}
+
+}  // namespace
+
 TEST_CASE("loader: batches are zero-padded, normalized, and carry boxes, ids, sizes and indices") {
   SyntheticDataset ds(10);
   for (int64_t workers : {0, 2}) {
@@ -138,51 +187,10 @@ TEST_CASE("loader: batches are zero-padded, normalized, and carry boxes, ids, si
     CHECK(loader.batches_per_epoch() == 3);
     const std::vector<Batch> batches = whole_epoch(loader, 0);
     REQUIRE(batches.size() == 3);
-    size_t next_index = 0;
-    for (const Batch& b : batches) {
-      const int64_t count = b.size();
-      CHECK(count == (next_index == 8 ? 2 : 4));
-      int64_t hmax = 0, wmax = 0;
-      for (int64_t k = 0; k < count; ++k) {
-        hmax = std::max(hmax, SyntheticDataset::height(next_index + static_cast<size_t>(k)));
-        wmax = std::max(wmax, SyntheticDataset::width(next_index + static_cast<size_t>(k)));
-      }
-      REQUIRE(b.images.shape() == Shape{count, 3, hmax, wmax});
-      CHECK(b.images.dtype() == DType::Float32);
-      const std::vector<float> v = b.images.to_vector<float>();
-      for (int64_t k = 0; k < count; ++k) {
-        const size_t i = next_index + static_cast<size_t>(k);
-        CAPTURE(i);
-        CHECK(b.indices[static_cast<size_t>(k)] == i);
-        CHECK(b.ids[static_cast<size_t>(k)] == "s" + std::to_string(i));
-        const int64_t h = SyntheticDataset::height(i), w = SyntheticDataset::width(i);
-        CHECK(b.sizes[static_cast<size_t>(k)] == std::make_pair(h, w));
-        // (p / 255 − mean) / std in double; the library computes p · (1 / (255 std)) − mean / std in float,
-        // a few float roundings on values below 3 in magnitude: 1e-5 is ample and far below one grey level (0.017).
-        double worst = 0;
-        bool padding_zero = true;
-        for (int c = 0; c < 3; ++c)
-          for (int64_t y = 0; y < hmax; ++y)
-            for (int64_t x = 0; x < wmax; ++x) {
-              const float got = v[static_cast<size_t>(((k * 3 + c) * hmax + y) * wmax + x)];
-              if (y < h && x < w) {
-                const double want = (SyntheticDataset::pixel(i, y, x, c) / 255.0 - kImageNetMean[c]) / kImageNetStd[c];
-                worst = std::max(worst, std::abs(got - want));
-              } else if (got != 0.0f) {
-                padding_zero = false;
-              }
-            }
-        CHECK(worst < 1e-5);
-        CHECK(padding_zero);
-        const Tensor& boxes = b.boxes[static_cast<size_t>(k)];
-        REQUIRE(boxes.shape() == Shape{static_cast<int64_t>(i % 3), 4});
-        std::vector<float> want_boxes;
-        for (const Box& box : ds.get(i).boxes) want_boxes.insert(want_boxes.end(), {box.x1, box.y1, box.x2, box.y2});
-        CHECK(boxes.to_vector<float>() == want_boxes);
-      }
-      next_index += static_cast<size_t>(count);
-    }
-    CHECK(next_index == 10);
+    CHECK(batches[0].indices == std::vector<size_t>{0, 1, 2, 3});
+    CHECK(batches[1].indices == std::vector<size_t>{4, 5, 6, 7});
+    CHECK(batches[2].indices == std::vector<size_t>{8, 9});
+    for (const Batch& b : batches) check_batch(ds, b);
   }
   DataLoader drop(ds, LoaderConfig{4, 1, 2, false, true, 0});
   CHECK(drop.batches_per_epoch() == 2);
@@ -190,6 +198,30 @@ TEST_CASE("loader: batches are zero-padded, normalized, and carry boxes, ids, si
   REQUIRE(kept.size() == 2);
   CHECK(kept[1].size() == 4);
   CHECK_THROWS_WITH_AS(collate({}), doctest::Contains("[collate] no samples"), Error);
+  // collate() on its own: the same layout, with the indices it is given.
+  std::vector<Sample> samples{ds.get(9), ds.get(0)};
+  check_batch(ds, collate(std::move(samples), {9, 0}));
+}
+
+TEST_CASE("loader: batch memory is recycled only once the consumer has let go of it") {
+  SyntheticDataset ds(41);
+  for (int64_t workers : {0, 2}) {
+    CAPTURE(workers);
+    DataLoader loader(ds, LoaderConfig{3, workers, 1, true, false, 8});
+    // A batch kept by the consumer must never be written again; the others are dropped at once, so their
+    // buffers come back with the previous batch's values, which the padding must not show.
+    std::vector<std::pair<Tensor, std::vector<float>>> kept;
+    for (int64_t epoch : {0, 1, 2}) {
+      loader.start_epoch(epoch);
+      Batch b;
+      for (int64_t k = 0; loader.next(b); ++k) {
+        check_batch(ds, b);
+        if (k % 5 == 2) kept.emplace_back(b.images, b.images.to_vector<float>());
+      }
+    }
+    REQUIRE(kept.size() == 9);
+    for (const auto& [images, values] : kept) CHECK(images.to_vector<float>() == values);
+  }
 }
 
 TEST_CASE("loader: every index once per epoch; the order follows (seed, epoch) alone") {

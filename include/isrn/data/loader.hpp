@@ -32,8 +32,9 @@ struct LoaderConfig {
   int64_t batch_size = 1;
   // Threads that call get() and the transform; 0 does all the work inside next(), on the caller's thread.
   int64_t num_workers = 0;
-  // Batches kept ready ahead of the consumer. Memory held: about (prefetch + 1) batches plus
-  // batch_size + num_workers decoded samples.
+  // Batches kept ready ahead of the consumer. Memory held: up to prefetch + 3 batch image buffers
+  // (recycled once the consumer drops a batch, so keeping a batch's images longer costs a fresh
+  // allocation) plus batch_size + num_workers decoded samples.
   int64_t prefetch = 2;
   bool shuffle = true;
   // Leave out the epoch's last batch when it is smaller than batch_size.
@@ -43,7 +44,8 @@ struct LoaderConfig {
 
 struct Batch {
   // float32 [B, 3, H, W] on the CPU, normalized with the ImageNet mean and std (image.hpp), each image
-  // at the top-left and zero past its own size; H and W are the largest in the batch.
+  // at the top-left and zero past its own size; H and W are the largest in the batch. The loader reuses
+  // its storage for a later batch once nothing refers to it any more.
   Tensor images;
   std::vector<Tensor> boxes;  // float32 [G_i, 4] (x1, y1, x2, y2) per image
   std::vector<std::string> ids;
