@@ -20,9 +20,9 @@ namespace {
 // Sample i: an image of (3 + i % 5) x (4 + 3i % 7) pixels with values that encode i and the position,
 // i % 3 boxes, id "s<i>". Indices in `corrupt` throw isrn::Error (a data error), those in `fatal` throw
 // std::runtime_error (a bug), each get() sleeps `delay` first.
-class SyntheticDataset : public Dataset {
+class PatternDataset : public Dataset {
  public:
-  explicit SyntheticDataset(size_t n, std::set<size_t> corrupt = {}, std::set<size_t> fatal = {},
+  explicit PatternDataset(size_t n, std::set<size_t> corrupt = {}, std::set<size_t> fatal = {},
                             std::chrono::milliseconds delay = std::chrono::milliseconds(0))
       : n_(n), corrupt_(std::move(corrupt)), fatal_(std::move(fatal)), delay_(delay) {}
 
@@ -133,15 +133,15 @@ bool finishes_within(double seconds, std::function<void()> action) {
 namespace {
 
 // Checks a batch of untransformed synthetic samples against values computed here from the indices it names.
-void check_batch(const SyntheticDataset& ds, const Batch& b) {
+void check_batch(const PatternDataset& ds, const Batch& b) {
   const int64_t count = b.size();
   REQUIRE(b.indices.size() == static_cast<size_t>(count));
   REQUIRE(b.sizes.size() == static_cast<size_t>(count));
   REQUIRE(b.boxes.size() == static_cast<size_t>(count));
   int64_t hmax = 0, wmax = 0;
   for (size_t i : b.indices) {
-    hmax = std::max(hmax, SyntheticDataset::height(i));
-    wmax = std::max(wmax, SyntheticDataset::width(i));
+    hmax = std::max(hmax, PatternDataset::height(i));
+    wmax = std::max(wmax, PatternDataset::width(i));
   }
   REQUIRE(b.images.shape() == Shape{count, 3, hmax, wmax});
   CHECK(b.images.dtype() == DType::Float32);
@@ -150,7 +150,7 @@ void check_batch(const SyntheticDataset& ds, const Batch& b) {
     const size_t i = b.indices[static_cast<size_t>(k)];
     CAPTURE(i);
     CHECK(b.ids[static_cast<size_t>(k)] == "s" + std::to_string(i));
-    const int64_t h = SyntheticDataset::height(i), w = SyntheticDataset::width(i);
+    const int64_t h = PatternDataset::height(i), w = PatternDataset::width(i);
     CHECK(b.sizes[static_cast<size_t>(k)] == std::make_pair(h, w));
     // (p / 255 − mean) / std in double; the library computes p · (1 / (255 std)) − mean / std in float,
     // a few float roundings on values below 3 in magnitude: 1e-5 is ample and far below one grey level (0.017).
@@ -161,7 +161,7 @@ void check_batch(const SyntheticDataset& ds, const Batch& b) {
         for (int64_t x = 0; x < wmax; ++x) {
           const float got = v[static_cast<size_t>(((k * 3 + c) * hmax + y) * wmax + x)];
           if (y < h && x < w) {
-            const double want = (SyntheticDataset::pixel(i, y, x, c) / 255.0 - kImageNetMean[c]) / kImageNetStd[c];
+            const double want = (PatternDataset::pixel(i, y, x, c) / 255.0 - kImageNetMean[c]) / kImageNetStd[c];
             worst = std::max(worst, std::abs(got - want));
           } else {
             nonzero_padding += got != 0.0f;
@@ -180,7 +180,7 @@ void check_batch(const SyntheticDataset& ds, const Batch& b) {
 }  // namespace
 
 TEST_CASE("loader: batches are zero-padded, normalized, and carry boxes, ids, sizes and indices") {
-  SyntheticDataset ds(10);
+  PatternDataset ds(10);
   for (int64_t workers : {0, 2}) {
     CAPTURE(workers);
     DataLoader loader(ds, LoaderConfig{4, workers, 2, false, false, 0});
@@ -204,7 +204,7 @@ TEST_CASE("loader: batches are zero-padded, normalized, and carry boxes, ids, si
 }
 
 TEST_CASE("loader: batch memory is recycled only once the consumer has let go of it") {
-  SyntheticDataset ds(41);
+  PatternDataset ds(41);
   for (int64_t workers : {0, 2}) {
     CAPTURE(workers);
     DataLoader loader(ds, LoaderConfig{3, workers, 1, true, false, 8});
@@ -233,7 +233,7 @@ TEST_CASE("loader: every index once per epoch; the order follows (seed, epoch) a
     CHECK(order == identity);
     CHECK(epoch_order(n, 5, 3, false) == identity);
   }
-  SyntheticDataset ds(37);
+  PatternDataset ds(37);
   const LoaderConfig config{5, 2, 2, true, false, 11};
   DataLoader loader(ds, config);
   const std::vector<Batch> e0 = whole_epoch(loader, 0);
@@ -258,13 +258,13 @@ TEST_CASE("loader: every index once per epoch; the order follows (seed, epoch) a
   other.seed = 12;
   DataLoader reseeded(ds, other);
   CHECK(delivered_indices(whole_epoch(reseeded, 0)) != delivered_indices(e0));
-  SyntheticDataset none(0);
+  PatternDataset none(0);
   DataLoader nothing(none, config);
   CHECK(whole_epoch(nothing, 0).empty());
 }
 
 TEST_CASE("loader: batches do not depend on the number of workers or the prefetch depth") {
-  SyntheticDataset ds(29, {4, 17});
+  PatternDataset ds(29, {4, 17});
   const std::vector<std::pair<int64_t, int64_t>> setups{{0, 1}, {1, 1}, {3, 2}, {8, 4}, {2, 1}};
   std::map<int64_t, std::vector<Batch>> reference;  // per epoch, from the first setup (synchronous)
   for (const auto& [workers, prefetch] : setups) {
@@ -299,7 +299,7 @@ TEST_CASE("loader: batches do not depend on the number of workers or the prefetc
 }
 
 TEST_CASE("loader: a sample whose get() throws a data error is skipped, counted and replaced") {
-  SyntheticDataset ds(12, {2, 5, 6});
+  PatternDataset ds(12, {2, 5, 6});
   for (int64_t workers : {0, 3}) {
     CAPTURE(workers);
     DataLoader loader(ds, LoaderConfig{4, workers, 2, false, false, 0});
@@ -320,7 +320,7 @@ TEST_CASE("loader: a sample whose get() throws a data error is skipped, counted 
     CHECK(loader.skipped()[3].epoch == 1);
   }
   // All samples corrupt: the epoch is empty, not an error.
-  SyntheticDataset broken(3, {0, 1, 2});
+  PatternDataset broken(3, {0, 1, 2});
   DataLoader loader(broken, LoaderConfig{2, 2, 2, true, false, 0});
   CHECK(whole_epoch(loader, 0).empty());
   CHECK(loader.skipped().size() == 3);
@@ -356,7 +356,7 @@ TEST_CASE("loader: a corrupt JPEG in a WIDER folder is skipped with its file nam
 }
 
 TEST_CASE("loader: resuming from state() gives exactly the remaining batches") {
-  SyntheticDataset ds(23, {3, 9, 10});
+  PatternDataset ds(23, {3, 9, 10});
   const LoaderConfig config{4, 3, 2, true, false, 7};
   DataLoader full(ds, config, jitter);
   const std::vector<Batch> reference = whole_epoch(full, 4);
@@ -385,7 +385,7 @@ TEST_CASE("loader: resuming from state() gives exactly the remaining batches") {
     check_same(rest, expected, "resumed");
     CHECK(resumed.state() == full.state());
   }
-  SyntheticDataset smaller(22);
+  PatternDataset smaller(22);
   DataLoader other(smaller, config);
   LoaderState s = full.state();
   CHECK_THROWS_WITH_AS(other.resume(s), doctest::Contains("the state was taken over a data set of 23 samples; this one has 22"),
@@ -397,7 +397,7 @@ TEST_CASE("loader: resuming from state() gives exactly the remaining batches") {
 TEST_CASE("loader: stopping early does not hang, and start_epoch abandons the epoch in flight") {
   // Each loader is handed to finishes_within() as its only owner, so that a destructor that hangs fails a
   // check instead of stalling the test run.
-  auto slow = std::make_shared<SyntheticDataset>(400, std::set<size_t>{}, std::set<size_t>{}, std::chrono::milliseconds(5));
+  auto slow = std::make_shared<PatternDataset>(400, std::set<size_t>{}, std::set<size_t>{}, std::chrono::milliseconds(5));
   {
     auto loader = std::make_shared<DataLoader>(*slow, LoaderConfig{2, 4, 2, true, false, 1});
     loader->start_epoch(0);
@@ -417,7 +417,7 @@ TEST_CASE("loader: stopping early does not hang, and start_epoch abandons the ep
     CHECK(finishes_within(20, [slow, loader = std::move(loader)]() mutable { loader.reset(); }));  // never started
   }
   // Abandoning epoch 0 after two batches: epoch 1 then starts from its own beginning.
-  auto ds = std::make_shared<SyntheticDataset>(30);
+  auto ds = std::make_shared<PatternDataset>(30);
   const LoaderConfig config{4, 3, 2, true, false, 5};
   auto restarted = std::make_shared<std::vector<Batch>>();
   REQUIRE(finishes_within(20, [ds, config, restarted] {
@@ -433,7 +433,7 @@ TEST_CASE("loader: stopping early does not hang, and start_epoch abandons the ep
 }
 
 TEST_CASE("loader: errors other than data errors reach the consumer after the batches before them") {
-  SyntheticDataset ds(16, {}, {6});
+  PatternDataset ds(16, {}, {6});
   for (int64_t workers : {0, 3}) {
     CAPTURE(workers);
     DataLoader loader(ds, LoaderConfig{4, workers, 2, false, false, 0});
@@ -450,7 +450,7 @@ TEST_CASE("loader: errors other than data errors reach the consumer after the ba
     CHECK_THROWS_AS(loader.next(b), std::runtime_error);
   }
   // An isrn::Error thrown by the transform is not a data error: it propagates instead of being skipped.
-  SyntheticDataset fine(8);
+  PatternDataset fine(8);
   const Transform picky = [](Sample s, Generator&) {
     ISRN_CHECK(s.id != "s5", "[picky] refuses ", s.id);
     return s;
@@ -476,7 +476,7 @@ TEST_CASE("loader: errors other than data errors reach the consumer after the ba
 }
 
 TEST_CASE("loader: configuration and call-order errors") {
-  SyntheticDataset ds(4);
+  PatternDataset ds(4);
   CHECK_THROWS_WITH_AS(DataLoader(ds, LoaderConfig{0, 0, 1, false, false, 0}),
                        "[DataLoader] batch_size must be positive, got 0", Error);
   CHECK_THROWS_WITH_AS(DataLoader(ds, LoaderConfig{1, -1, 1, false, false, 0}),
