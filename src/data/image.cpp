@@ -225,4 +225,13 @@ Tensor boxes_to_tensor(const std::vector<Box>& boxes) {
   return t;
 }
 
+std::vector<Box> boxes_from_tensor(const Tensor& boxes) {
+  ISRN_CHECK(boxes.defined() && boxes.dim() == 2 && boxes.size(1) == 4, "[boxes_from_tensor] expects [G, 4], got ",
+             boxes.defined() ? shape_str(boxes.shape()) : std::string("undefined"));
+  const std::vector<float> v = boxes.detach().to(Device::cpu()).to(DType::Float32).contiguous().to_vector<float>();
+  std::vector<Box> out;
+  for (size_t i = 0; i + 3 < v.size(); i += 4) out.push_back({v[i], v[i + 1], v[i + 2], v[i + 3]});
+  return out;
+}
+
 }  // namespace isrn::data

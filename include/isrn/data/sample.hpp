@@ -24,5 +24,7 @@ struct Sample {
 
 // float32 [G, 4] on the CPU (G may be 0): the gt_boxes form Detector::loss takes.
 Tensor boxes_to_tensor(const std::vector<Box>& boxes);
+// The inverse: [G, 4] corners on any device and of any floating dtype.
+std::vector<Box> boxes_from_tensor(const Tensor& boxes);
 
 }  // namespace isrn::data
