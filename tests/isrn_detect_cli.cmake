@@ -53,7 +53,9 @@ detect(${model} --input "${in}" --output "${SCRATCH}/wider" --score-threshold 0 
 if(NOT rc EQUAL 3)
   message(FATAL_ERROR "[wider] expected exit status 3 (an image skipped), got ${rc}:\n${out}\n${err}")
 endif()
-expect_contains(wider "${err}" "skipped ${in}/0--Parade/corrupt_image.jpg: ")
+if(NOT err MATCHES "isrn-detect: skipped: [^\n]*${in}/0--Parade/corrupt_image.jpg: cannot decode")
+  message(FATAL_ERROR "[wider] the corrupt image is not named with its reason on standard error:\n${err}")
+endif()
 expect_contains(wider "${out}" "3 images detected, 1 skipped")
 foreach(stage decode preprocess network postprocess write all)
   if(NOT out MATCHES "\n${stage} +[0-9]+\\.[0-9]+ +[0-9]+\\.[0-9]")
@@ -185,6 +187,11 @@ expect_failure("missing input" 1 "${SCRATCH}/nothing_here" ${model} --input "${S
                --output "${SCRATCH}/bad")
 file(MAKE_DIRECTORY "${SCRATCH}/no_images")
 expect_failure("no images" 1 "no images" ${model} --input "${SCRATCH}/no_images" --output "${SCRATCH}/bad")
+expect_failure("draw over the inputs" 1 "would overwrite the input image" ${model} --input "${in}" --output "${in}"
+               --draw)
+if(EXISTS "${in}/0--Parade/${first_name}.txt")
+  message(FATAL_ERROR "[draw over the inputs] a prediction file was written before the refusal")
+endif()
 # --device cuda works where a CUDA build sees a GPU; elsewhere it is one line naming the reason.
 detect(${model} --input "${in}/0--Parade/${first_name}.jpg" --output "${SCRATCH}/cuda" --device cuda ${small})
 if(NOT rc EQUAL 0)

@@ -88,7 +88,7 @@ std::string duration_text(double seconds) {
 // 10 s, so a log file stays short.
 class Progress {
  public:
-  Progress(size_t total, bool enabled) : total_(total), enabled_(enabled && total > 1), tty_(isatty(2) != 0) {}
+  explicit Progress(size_t total) : total_(total), enabled_(total > 1), tty_(isatty(2) != 0) {}
 
   void update(size_t done) {
     if (!enabled_) return;
@@ -211,6 +211,13 @@ int run(const Options& options) {
   const std::vector<eval::InputImage> inputs = eval::collect_inputs(options.input);
   ISRN_CHECK(!inputs.empty(), options.input, ": no images (a folder is searched for .jpg, .jpeg, .png and .bmp files; "
              "a list names one image per line)");
+  if (options.draw) {
+    for (const eval::InputImage& input : inputs) {
+      std::error_code same_ec;
+      ISRN_CHECK(!fs::equivalent(fs::path(options.output) / (input.id + ".jpg"), input.path, same_ec),
+                 "--draw would overwrite the input image ", input.path, "; choose another --output");
+    }
+  }
   std::unique_ptr<models::Detector> detector = models::load_detector(options.model);
   detector->to(device);
   detector->eval();
@@ -236,7 +243,7 @@ int run(const Options& options) {
     }
   }
 
-  Progress progress(inputs.size(), true);
+  Progress progress(inputs.size());
   Totals totals;
   size_t done = 0, detected = 0, skipped = 0;
   int64_t detections = 0;
@@ -255,7 +262,8 @@ int run(const Options& options) {
         images.push_back(data::read_image(inputs[i].path));
       } catch (const Error& e) {
         ++skipped;
-        progress.message("isrn-detect: skipped " + inputs[i].path + ": " + one_line(e.what()));
+        // read_image's message names the file and the reason.
+        progress.message("isrn-detect: skipped: " + one_line(e.what()));
         continue;
       }
       sources.push_back(&inputs[i]);
@@ -283,9 +291,6 @@ int run(const Options& options) {
         }
         if (options.draw) {
           const fs::path picture = fs::path(options.output) / (input.id + ".jpg");
-          std::error_code same_ec;
-          ISRN_CHECK(!fs::equivalent(picture, input.path, same_ec), "--draw would overwrite the input image ",
-                     input.path, "; choose another --output");
           std::vector<data::Box> drawn;
           std::vector<float> scores;
           for (const eval::ScoredBox& b : boxes) {
@@ -307,12 +312,13 @@ int run(const Options& options) {
         detections += static_cast<int64_t>(boxes.size());
         ++detected;
         if (!options.timing_path.empty()) {
+          const auto us = [](double ms) { return std::round(ms * 1e3) / 1e3; };  // to the microsecond
           const nlohmann::ordered_json line = {{"id", input.id},
-                                               {"decode_ms", tm.decode},
-                                               {"preprocess_ms", tm.preprocess},
-                                               {"network_ms", tm.network},
-                                               {"postprocess_ms", tm.postprocess},
-                                               {"write_ms", write_ms},
+                                               {"decode_ms", us(tm.decode)},
+                                               {"preprocess_ms", us(tm.preprocess)},
+                                               {"network_ms", us(tm.network)},
+                                               {"postprocess_ms", us(tm.postprocess)},
+                                               {"write_ms", us(write_ms)},
                                                {"detections", boxes.size()}};
           timing_lines += line.dump() + "\n";
         }
