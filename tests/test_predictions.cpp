@@ -212,8 +212,9 @@ TEST_CASE("collect_inputs: a folder recursively, an image, a list") {
   CHECK(eval::collect_inputs((dir.path / "empty.lst").string()).empty());
 
   // Errors: a path that is not there, and two images that would share a prediction file.
-  CHECK_THROWS_WITH_AS(eval::collect_inputs((dir.path / "nope").string()),
-                       doctest::Contains(("[collect_inputs] " + (dir.path / "nope").string() + ": no such file").c_str()), Error);
+  const std::string missing_message = "[collect_inputs] " + (dir.path / "nope").string() + ": no such file";
+  CHECK_THROWS_WITH_AS(eval::collect_inputs((dir.path / "nope").string()), doctest::Contains(missing_message.c_str()),
+                       Error);
   touch(dir.path / "dup" / "one" / "0--A" / "a.jpg");
   touch(dir.path / "dup" / "two" / "0--A" / "a.png");
   CHECK_THROWS_WITH_AS(eval::collect_inputs((dir.path / "dup").string()),

@@ -187,9 +187,10 @@ void print_report(const Totals& totals, size_t images, size_t skipped, int64_t d
                   const Options& options, Device device) {
   std::printf("isrn-detect: %zu images detected, %zu skipped, %lld detections with score >= %g\n", images, skipped,
               static_cast<long long>(detections), options.score_threshold);
+  const std::string mode =
+      options.multiscale ? "multi-scale (SPEC 9)" : "single scale, batch " + std::to_string(options.batch);
   std::printf("%s, %d CPU threads, %s, warm-up %d run(s) not counted\n", device.str().c_str(), get_num_threads(),
-              options.multiscale ? "multi-scale (SPEC 9)" : ("single scale, batch " + std::to_string(options.batch)).c_str(),
-              options.warmup);
+              mode.c_str(), options.warmup);
   const double n = images > 0 ? static_cast<double>(images) : 1.0;
   std::printf("%-12s %10s %10s\n", "stage", "total s", "ms/image");
   const auto row = [&](const char* name, double seconds) {

@@ -122,7 +122,8 @@ std::vector<ScoredBox> to_scored_boxes(const models::Detections& detections) {
 
 std::vector<ScoredBox> select_and_sort(std::vector<ScoredBox> boxes, double threshold) {
   std::erase_if(boxes, [threshold](const ScoredBox& b) { return !(b.score >= threshold); });
-  std::stable_sort(boxes.begin(), boxes.end(), [](const ScoredBox& a, const ScoredBox& b) { return a.score > b.score; });
+  std::stable_sort(boxes.begin(), boxes.end(),
+                   [](const ScoredBox& a, const ScoredBox& b) { return a.score > b.score; });
   return boxes;
 }
 
