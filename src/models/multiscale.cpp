@@ -1,6 +1,7 @@
 #include "isrn/models/multiscale.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -78,15 +79,26 @@ Detections box_voting(const Tensor& boxes, const Tensor& scores, double vote_iou
   return {from_vector(out_boxes, Shape{m, 4}), from_vector(out_scores, Shape{m})};
 }
 
-Detections detect_at_scale(Detector& detector, const data::Image& image, double scale, bool flip, Device device) {
+Detections detect_at_scale(Detector& detector, const data::Image& image, double scale, bool flip, Device device,
+                           StageTimes* times) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   ISRN_CHECK(scale > 0 && std::isfinite(scale), "[detect_at_scale] scale must be positive, got ", scale);
   ISRN_CHECK(!image.empty(), "[detect_at_scale] empty image");
+  Clock::time_point start = Clock::now();
   const int64_t h = std::max<int64_t>(1, std::llround(image.height * scale));
   const int64_t w = std::max<int64_t>(1, std::llround(image.width * scale));
   data::Image input = (h == image.height && w == image.width) ? image : data::resize_bilinear(image, h, w);
   if (flip) input = data::flip_horizontal(input);
   const Tensor batch = data::to_tensor(input).unsqueeze(0).to(device);
-  Detections d = detector.detect(batch, scale).front();
+  wait_for(batch);
+  StageTimes spent;
+  spent.preprocess = seconds_since(start);
+
+  Detections d = std::move(detect_prepared(detector, batch, {scale}, &spent).front());
+  start = Clock::now();
   d.boxes = d.boxes.to(Device::cpu()).to(DType::Float32).contiguous();
   d.scores = d.scores.to(Device::cpu()).to(DType::Float32).contiguous();
   if (flip && d.boxes.size(0) > 0) {
@@ -98,14 +110,18 @@ Detections detect_at_scale(Detector& detector, const data::Image& image, double 
       p[2] = width - x1 - 1;
     }
   }
+  spent.postprocess += seconds_since(start);
+  if (times) *times += spent;
   return d;
 }
 
 Detections detect_multiscale(Detector& detector, const data::Image& image, const MultiScaleConfig& config,
-                             Device device) {
+                             Device device, StageTimes* times) {
   std::vector<float> boxes, scores;
+  StageTimes runs;
   for (const ScaleRun& run : multiscale_plan(image.height, image.width, config)) {
-    const Detections d = detect_at_scale(detector, image, run.scale, run.flip, device);
+    const Detections d = detect_at_scale(detector, image, run.scale, run.flip, device, &runs);
+    const auto start = std::chrono::steady_clock::now();
     const float* b = d.boxes.data_ptr<float>();
     const float* s = d.scores.data_ptr<float>();
     for (int64_t i = 0; i < d.scores.size(0); ++i) {
@@ -115,7 +131,9 @@ Detections detect_multiscale(Detector& detector, const data::Image& image, const
       boxes.insert(boxes.end(), b + 4 * i, b + 4 * i + 4);
       scores.push_back(s[i]);
     }
+    runs.postprocess += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
+  const auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(scores.size());
   Detections merged = box_voting(from_vector(boxes, Shape{n, 4}), from_vector(scores, Shape{n}), config.vote_iou,
                                  config.keep);
@@ -127,6 +145,8 @@ Detections detect_multiscale(Detector& detector, const data::Image& image, const
     p[2] = std::clamp(p[2], 0.0f, max_x);
     p[3] = std::clamp(p[3], 0.0f, max_y);
   }
+  runs.postprocess += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (times) *times += runs;
   return merged;
 }
 

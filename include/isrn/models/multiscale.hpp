@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "isrn/data/image.hpp"
+#include "isrn/models/inference.hpp"
 #include "isrn/models/isrn.hpp"
 
 namespace isrn::models {
@@ -41,12 +42,15 @@ Detections box_voting(const Tensor& boxes, const Tensor& scores, double vote_iou
 
 // One run: the image resized by `scale` (each side rounded to the nearest pixel; bilinear) and
 // optionally mirrored, through the detector on `device`, with the boxes mapped back to the original
-// image's coordinates (unmirrored with x' = W − x − 1). float32 on the CPU.
-Detections detect_at_scale(Detector& detector, const data::Image& image, double scale, bool flip, Device device);
+// image's coordinates (unmirrored with x' = W − x − 1). float32 on the CPU. With `times`, the time of each
+// stage is added to it.
+Detections detect_at_scale(Detector& detector, const data::Image& image, double scale, bool flip, Device device,
+                           StageTimes* times = nullptr);
 
 // The whole multi-scale test: every run of multiscale_plan, its size filter, box voting, and clipping to
-// [0, W − 1] × [0, H − 1]. float32 on the CPU.
+// [0, W − 1] × [0, H − 1]. float32 on the CPU. With `times`, the time of each stage is added to it (the size
+// filters, voting and clipping count as post-processing).
 Detections detect_multiscale(Detector& detector, const data::Image& image, const MultiScaleConfig& config = {},
-                             Device device = Device::cpu());
+                             Device device = Device::cpu(), StageTimes* times = nullptr);
 
 }  // namespace isrn::models
