@@ -13,9 +13,7 @@ using namespace isrn;
 namespace {
 
 models::DetectorConfig tiny_ablation_config() {
-  models::DetectorConfig c;
-  c.backbone.depth = 18;
-  c.backbone.width_mult = 1.0 / 16.0;  // 16 feature channels
+  models::DetectorConfig c = test::tiny_detector_config();
   c.ablation.se = true;
   c.ablation.se_reduction = 4;
   c.ablation.seg_branch = true;

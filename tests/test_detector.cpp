@@ -20,15 +20,6 @@ using namespace isrn;
 
 namespace {
 
-
-// ResNet-18 layout at 1/16 width: 16 feature channels, small enough for a CPU test.
-models::DetectorConfig tiny_config() {
-  models::DetectorConfig c;
-  c.backbone.depth = 18;
-  c.backbone.width_mult = 1.0 / 16.0;
-  return c;
-}
-
 Tensor images_on(Device d, int64_t batch, int64_t h, int64_t w, uint64_t seed) {
   return test::random({batch, 3, h, w}, seed, -2.0, 2.0, DType::Float32).to(d);
 }
@@ -51,7 +42,7 @@ void randomize(nn::Module& m, uint64_t seed) {
 TEST_CASE("detector: forward shapes follow the anchors for each image size") {
   for (Device d : test::devices()) {
     Generator gen(1);
-    models::Detector det(tiny_config(), gen);
+    models::Detector det(test::tiny_detector_config(), gen);
     det.to(d);
     for (auto [h, w] : {std::pair<int64_t, int64_t>{64, 48}, {96, 96}}) {
       CAPTURE(d);
@@ -75,7 +66,7 @@ TEST_CASE("detector: forward shapes follow the anchors for each image size") {
                          Error);
   }
   // Children sit under the dotted prefixes the checkpoints rely on.
-  models::Detector det(tiny_config());
+  models::Detector det(test::tiny_detector_config());
   int prefixes[4] = {0, 0, 0, 0};
   const char* names[4] = {"backbone.", "first_step.", "fpn.", "head."};
   for (auto& [name, t] : det.named_parameters())
@@ -86,7 +77,7 @@ TEST_CASE("detector: forward shapes follow the anchors for each image size") {
 TEST_CASE("detector: the initial mean face probability is about 0.01 in both steps") {
   for (Device d : test::devices()) {
     Generator gen(2);
-    models::Detector det(tiny_config(), gen);
+    models::Detector det(test::tiny_detector_config(), gen);
     det.to(d);
     const models::DetectorOutput out = det.forward(images_on(d, 2, 64, 48, 3));
     for (const Tensor& logits : {out.step1_logits, out.step2_logits}) {
@@ -103,7 +94,7 @@ TEST_CASE("detector: the loss is finite and its gradient reaches every parameter
   for (Device d : test::devices()) {
     CAPTURE(d);
     Generator gen(3);
-    models::Detector det(tiny_config(), gen);
+    models::Detector det(test::tiny_detector_config(), gen);
     det.to(d);
     const Tensor x = images_on(d, 2, 96, 96, 4);
     // A small and a large face in image 0 (the large one, 80x94, matches the 81x101 stride-32
@@ -138,7 +129,7 @@ TEST_CASE("detector: the loss is finite and its gradient reaches every parameter
     }
     CHECK(without_grad == 0);
   }
-  models::Detector det(tiny_config());
+  models::Detector det(test::tiny_detector_config());
   CHECK_THROWS_WITH_AS(det.loss(images_on(Device::cpu(), 2, 32, 32, 1), {}), doctest::Contains("one ground-truth"),
                        Error);
 }
@@ -146,7 +137,7 @@ TEST_CASE("detector: the loss is finite and its gradient reaches every parameter
 TEST_CASE("detector: detect keeps at most `keep` boxes, sorted, near the anchors, without a graph") {
   for (Device d : test::devices()) {
     CAPTURE(d);
-    models::DetectorConfig c = tiny_config();
+    models::DetectorConfig c = test::tiny_detector_config();
     c.infer.keep_top_n = 5;
     c.infer.pre_nms_top_n = 40;
     Generator gen(4);
@@ -265,7 +256,7 @@ TEST_CASE("detector config: SPEC defaults, JSON round trip, typos rejected by na
 
 TEST_CASE("detector checkpoint: save → load_detector gives a bit-identical forward; partial loads report") {
   test::TempDir dir("isrn_detector");
-  models::DetectorConfig c = tiny_config();
+  models::DetectorConfig c = test::tiny_detector_config();
   c.fpn.upsample = ResizeMode::Nearest;  // a non-default setting that must travel in the metadata
   c.infer.keep_top_n = 17;
   Generator gen(5);

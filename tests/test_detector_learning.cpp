@@ -90,9 +90,7 @@ TEST_CASE("detector learning: the loss falls and the trained detector finds its 
   }
   const Tensor batch = stack(images, 0);
 
-  models::DetectorConfig config;
-  config.backbone.depth = 18;
-  config.backbone.width_mult = 1.0 / 16.0;
+  const models::DetectorConfig config = test::tiny_detector_config();
   Generator init_gen(7);
   models::Detector det(config, init_gen);
   optim::SGD sgd(nn::parameter_groups(det, 0.02, 0.9, 1e-4));

@@ -32,17 +32,6 @@ Image smooth_image(int64_t h, int64_t w) {
   return im;
 }
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // read_image(path) must throw an Error whose message names the file and the problem.
 void expect_read_error(const std::string& path, const std::string& problem) {
   CAPTURE(problem);
@@ -127,7 +116,7 @@ TEST_CASE("image: PNG and BMP round trips are exact, JPEG within a stated tolera
   for (size_t i = 0; i < smooth.pixels.size(); ++i) poor_total += std::abs(int(poor.pixels[i]) - int(smooth.pixels[i]));
   CHECK(poor_total > 10 * total);
   // The same bytes decode the same way from memory.
-  const std::string bytes = read_bytes(dir.file("d.jpg"));
+  const std::string bytes = test::read_bytes(dir.file("d.jpg"));
   const Image mem = data::decode_image(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "mem");
   CHECK(mem.pixels == back.pixels);
   // A 1×1 image survives every format.
@@ -141,28 +130,28 @@ TEST_CASE("image: unreadable files throw an Error naming the file") {
   const Image im = random_image(40, 30, 3);
   data::write_image(dir.file("ok.jpg"), im);
   data::write_image(dir.file("ok.png"), im);
-  const std::string jpeg = read_bytes(dir.file("ok.jpg")), png = read_bytes(dir.file("ok.png"));
+  const std::string jpeg = test::read_bytes(dir.file("ok.jpg")), png = test::read_bytes(dir.file("ok.png"));
 
-  write_bytes(dir.file("half.jpg"), jpeg.substr(0, jpeg.size() / 2));
+  test::write_bytes(dir.file("half.jpg"), jpeg.substr(0, jpeg.size() / 2));
   expect_read_error(dir.file("half.jpg"), "truncated JPEG");
   // Cut just before the end-of-image marker: all the entropy data is there but the file is incomplete.
-  write_bytes(dir.file("noeoi.jpg"), jpeg.substr(0, jpeg.size() - 2));
+  test::write_bytes(dir.file("noeoi.jpg"), jpeg.substr(0, jpeg.size() - 2));
   expect_read_error(dir.file("noeoi.jpg"), "truncated JPEG");
   // Trailing line ends after the marker (some writers append them) are not truncation.
-  write_bytes(dir.file("newline.jpg"), jpeg + "\r\n");
+  test::write_bytes(dir.file("newline.jpg"), jpeg + "\r\n");
   CHECK(data::read_image(dir.file("newline.jpg")).height == 40);
   // The same check applies to bytes in memory.
   const std::string cut = jpeg.substr(0, jpeg.size() / 2);
   CHECK_THROWS_WITH_AS(data::decode_image(reinterpret_cast<const uint8_t*>(cut.data()), cut.size(), "buffer#7"),
                        doctest::Contains("buffer#7: truncated JPEG"), Error);
 
-  write_bytes(dir.file("half.png"), png.substr(0, png.size() / 2));
+  test::write_bytes(dir.file("half.png"), png.substr(0, png.size() / 2));
   expect_read_error(dir.file("half.png"), "cannot decode");
-  write_bytes(dir.file("header.png"), png.substr(0, 20));
+  test::write_bytes(dir.file("header.png"), png.substr(0, 20));
   expect_read_error(dir.file("header.png"), "cannot decode");
-  write_bytes(dir.file("garbage.jpg"), "this is not an image at all, just some text bytes");
+  test::write_bytes(dir.file("garbage.jpg"), "this is not an image at all, just some text bytes");
   expect_read_error(dir.file("garbage.jpg"), "cannot decode");
-  write_bytes(dir.file("empty.png"), "");
+  test::write_bytes(dir.file("empty.png"), "");
   expect_read_error(dir.file("empty.png"), "empty file");
   expect_read_error(dir.file("missing.jpg"), "cannot open");
   expect_read_error(dir.path.string(), "not a regular file");

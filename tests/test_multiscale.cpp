@@ -8,25 +8,6 @@
 
 using namespace isrn;
 
-namespace {
-
-models::DetectorConfig tiny_config() {
-  models::DetectorConfig c;
-  c.backbone.depth = 18;
-  c.backbone.width_mult = 1.0 / 16.0;
-  c.infer.score_threshold = 0.0;
-  return c;
-}
-
-data::Image textured_image(int64_t h, int64_t w, uint64_t seed) {
-  data::Image img(h, w);
-  Generator gen(seed);
-  for (auto& p : img.pixels) p = static_cast<uint8_t>(gen.uniform() * 256);
-  return img;
-}
-
-}  // namespace
-
 TEST_CASE("multiscale plan: the SPEC §9 example and the large-image case") {
   // 1024×768 with M = 2100: r = 5.61, T = floor(log_2.25 5.61) = 2 → 1, 1 flipped, 0.5, 1.5, 2.25, √r = 2.37.
   const auto runs = models::multiscale_plan(768, 1024);
@@ -76,9 +57,9 @@ TEST_CASE("box voting: groups at IoU ≥ 0.5 become score-weighted means with th
 
 TEST_CASE("detect_at_scale: flipping twice is the identity; boxes map back by (x' − (s − 1)/2)/s") {
   Generator gen(2);
-  models::Detector det(tiny_config(), gen);
+  models::Detector det(test::tiny_detector_config(), gen);
   test::randomize_parameters(det, 3);
-  const data::Image img = textured_image(40, 56, 4);
+  const data::Image img = test::textured_image(40, 56, 4);
   // Running the mirrored image with flip = true feeds the network the original pixels, so the boxes
   // are exactly the mirror (x → W − 1 − x) of the plain run's.
   const models::Detections plain = models::detect_at_scale(det, img, 1.0, false, Device::cpu());
@@ -103,9 +84,9 @@ TEST_CASE("detect_at_scale: flipping twice is the identity; boxes map back by (x
 
 TEST_CASE("detect_multiscale: merged boxes lie in the image, at most `keep`, sorted by group leader") {
   Generator gen(5);
-  models::Detector det(tiny_config(), gen);
+  models::Detector det(test::tiny_detector_config(), gen);
   test::randomize_parameters(det, 6);
-  const data::Image img = textured_image(36, 44, 7);
+  const data::Image img = test::textured_image(36, 44, 7);
   models::MultiScaleConfig config;
   config.max_size = 64;  // r = 64² / (36·44) = 2.59: runs 1, 1 flipped, 0.5, 1.5, 1.61
   config.keep = 20;

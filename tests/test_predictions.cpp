@@ -32,21 +32,6 @@ std::vector<std::string> paths_of(const std::vector<eval::InputImage>& images) {
   return out;
 }
 
-models::DetectorConfig tiny_config() {
-  models::DetectorConfig c;
-  c.backbone.depth = 18;
-  c.backbone.width_mult = 1.0 / 16.0;
-  c.infer.score_threshold = 0.0;
-  return c;
-}
-
-data::Image textured_image(int64_t h, int64_t w, uint64_t seed) {
-  data::Image img(h, w);
-  Generator gen(seed);
-  for (auto& p : img.pixels) p = static_cast<uint8_t>(gen.uniform() * 256);
-  return img;
-}
-
 }  // namespace
 
 TEST_CASE("WIDER prediction file: read back by the evaluation's reader, sorted by score, w = x2 - x1") {
@@ -222,7 +207,7 @@ TEST_CASE("collect_inputs: a folder recursively, an image, a list") {
 }
 
 TEST_CASE("pad_batch: each image normalized at the top left, zeros (the mean pixel) elsewhere") {
-  const data::Image a = textured_image(5, 7, 1), b = textured_image(6, 3, 2);
+  const data::Image a = test::textured_image(5, 7, 1), b = test::textured_image(6, 3, 2);
   const Tensor batch = models::pad_batch({&a, &b});
   REQUIRE(batch.shape() == Shape{2, 3, 6, 7});
   const Tensor ta = data::to_tensor(a), tb = data::to_tensor(b);
@@ -257,9 +242,9 @@ TEST_CASE("clip_detections clips to [0, W-1] x [0, H-1] and drops boxes left wit
 
 TEST_CASE("detect_batch: a batch of equal-size images gives each image's own detections") {
   Generator gen(5);
-  models::Detector det(tiny_config(), gen);
+  models::Detector det(test::tiny_detector_config(), gen);
   test::randomize_parameters(det, 6);
-  const data::Image a = textured_image(48, 64, 11), b = textured_image(48, 64, 12), c = textured_image(48, 64, 13);
+  const data::Image a = test::textured_image(48, 64, 11), b = test::textured_image(48, 64, 12), c = test::textured_image(48, 64, 13);
   for (Device d : test::devices()) {
     CAPTURE(d);
     det.to(d);
@@ -293,9 +278,9 @@ TEST_CASE("detect_batch: a batch of equal-size images gives each image's own det
 
 TEST_CASE("detect_batch: padded images keep their boxes inside themselves; the unpadded one is unchanged") {
   Generator gen(7);
-  models::Detector det(tiny_config(), gen);
+  models::Detector det(test::tiny_detector_config(), gen);
   test::randomize_parameters(det, 8);
-  const data::Image big = textured_image(56, 72, 21), small = textured_image(30, 41, 22);
+  const data::Image big = test::textured_image(56, 72, 21), small = test::textured_image(30, 41, 22);
   const std::vector<models::Detections> both = models::detect_batch(det, {&small, &big});
   REQUIRE(both.size() == 2);
   REQUIRE(both[0].scores.size(0) > 0);
@@ -314,9 +299,9 @@ TEST_CASE("detect_batch: padded images keep their boxes inside themselves; the u
 
 TEST_CASE("detect_batch: --max-size shrinks large images and maps their boxes back to the original size") {
   Generator gen(9);
-  models::Detector det(tiny_config(), gen);
+  models::Detector det(test::tiny_detector_config(), gen);
   test::randomize_parameters(det, 10);
-  const data::Image image = textured_image(80, 120, 31);
+  const data::Image image = test::textured_image(80, 120, 31);
   models::BatchOptions options;
   options.max_size = 49;  // 49² / (80·120) = 0.25: the network sees 40 × 60
   const models::Detections shrunk = models::detect_batch(det, {&image}, options).front();
@@ -334,9 +319,9 @@ TEST_CASE("detect_batch: --max-size shrinks large images and maps their boxes ba
 
 TEST_CASE("detect_multiscale with stage times gives the same detections and times every stage") {
   Generator gen(3);
-  models::Detector det(tiny_config(), gen);
+  models::Detector det(test::tiny_detector_config(), gen);
   test::randomize_parameters(det, 4);
-  const data::Image image = textured_image(40, 52, 41);
+  const data::Image image = test::textured_image(40, 52, 41);
   models::MultiScaleConfig config;
   config.max_size = 64;
   const models::Detections plain = models::detect_multiscale(det, image, config);

@@ -19,18 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // A file built by hand: length prefix, header text as given (no padding added), then the data bytes.
 std::string raw_file(const std::string& header, const std::string& data) {
   const uint64_t n = header.size();
@@ -134,7 +122,7 @@ TEST_CASE("safetensors: the byte layout follows the format") {
                         {"e", empty({0}, DType::UInt8)},
                         {"m", from_vector<bool>({true, false, true}, {3})}},
                        {{"k", "v"}});
-  const std::string file = read_bytes(path);
+  const std::string file = test::read_bytes(path);
   REQUIRE(file.size() >= 8);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(file[i]);  // little-endian, decoded by hand
@@ -206,7 +194,7 @@ TEST_CASE("safetensors: every malformation is an error naming the file and the p
   int counter = 0;
   auto case_file = [&](const std::string& bytes) {
     const std::string p = dir.file("bad" + std::to_string(counter++) + ".safetensors");
-    write_bytes(p, bytes);
+    test::write_bytes(p, bytes);
     return p;
   };
   const std::string eight = bytes_of(std::vector<float>{1, 2});  // 8 data bytes
@@ -273,9 +261,9 @@ TEST_CASE("safetensors: a failed save leaves no partial file and the old file in
   const std::string path = dir.file("ckpt.safetensors");
   const Tensor old_value = from_vector<float>({1, 2, 3}, {3});
   io::save_safetensors(path, {{"w", old_value}}, {{"step", "1"}});
-  const std::string old_bytes = read_bytes(path);
+  const std::string old_bytes = test::read_bytes(path);
   auto old_file_intact = [&] {
-    CHECK(read_bytes(path) == old_bytes);
+    CHECK(test::read_bytes(path) == old_bytes);
     CHECK(io::load_safetensors(path).at("w").to_vector<float>() == std::vector<float>{1, 2, 3});
     CHECK(leftover_temporaries(dir.path) == 0);
   };

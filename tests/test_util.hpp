@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -162,6 +164,34 @@ inline Tensor random(const Shape& shape, uint64_t seed, double lo = -1.0, double
                      DType dtype = DType::Float64) {
   Generator gen(seed);
   return rand(shape, TensorOptions(dtype), &gen, lo, hi);
+}
+
+// The detector configuration the model tests use: ResNet-18 layout at 1/16 width (16 feature channels), small
+// enough for CPU tests, with every ISRN part in place.
+inline models::DetectorConfig tiny_detector_config() {
+  models::DetectorConfig c;
+  c.backbone.depth = 18;
+  c.backbone.width_mult = 1.0 / 16.0;
+  return c;
+}
+
+// An 8-bit image of uniform noise, deterministic by seed.
+inline data::Image textured_image(int64_t h, int64_t w, uint64_t seed) {
+  data::Image img(h, w);
+  Generator gen(seed);
+  for (auto& p : img.pixels) p = static_cast<uint8_t>(gen.uniform() * 256);
+  return img;
+}
+
+// Raw file bytes, for tests that damage files on purpose.
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 }  // namespace isrn::test
