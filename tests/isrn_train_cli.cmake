@@ -50,6 +50,23 @@ if(NOT n EQUAL 5)
   message(FATAL_ERROR "expected 5 log records after the resume, found ${n}")
 endif()
 
+# Ctrl-C (SIGINT after 3 s) saves a checkpoint and exits with 130; the run then resumes from it.
+find_program(TIMEOUT timeout)
+if(TIMEOUT)
+  execute_process(COMMAND "${TIMEOUT}" --preserve-status -s INT 3 "${ISRN_TRAIN}" --config "${CONFIG}" --synthetic 6 --batch 2
+                          --threads 1 --max-iters 1000000 --out "${SCRATCH}/interrupted"
+                  OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 130 OR NOT stdout MATCHES "interrupted at iteration")
+    message(FATAL_ERROR "SIGINT: exit ${rc}, expected 130 with a note:\n${stdout}\n${stderr}")
+  endif()
+  file(GLOB saved "${SCRATCH}/interrupted/checkpoints/ckpt_*.train.safetensors")
+  if(NOT saved)
+    message(FATAL_ERROR "SIGINT left no checkpoint with its training state:\n${stdout}\n${stderr}")
+  endif()
+else()
+  message("note: no timeout program, the SIGINT check is left out")
+endif()
+
 # Bad input: one line on stderr, non-zero exit.
 file(WRITE "${SCRATCH}/typo.json" "{\"optim\": {\"learning_rate\": 0.1}}")
 train(1 --config "${SCRATCH}/typo.json" --synthetic 6 --out "${SCRATCH}/typo")
