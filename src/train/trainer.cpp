@@ -113,7 +113,9 @@ Trainer::Trainer(TrainConfig config, const data::Dataset& train_set, const data:
     ISRN_CHECK(cuda_device_count() > m.options.device.index, "[train] device ", m.options.device,
                " is not available (", cuda_device_count(), " CUDA devices)");
   Generator init(m.config.run.seed);
-  detector_ = std::make_unique<models::Detector>(m.config.detector, init);
+  models::DetectorConfig detector_config = m.config.detector;
+  detector_config.backbone.activation_checkpointing = m.config.run.activation_checkpointing;
+  detector_ = std::make_unique<models::Detector>(detector_config, init);
 
   data::LoaderConfig lc;
   lc.batch_size = o.batch;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "isrn/autograd/checkpoint.hpp"
 #include "isrn/nn/init.hpp"
 #include "isrn/nn/layers.hpp"
 #include "isrn/nn/module.hpp"
@@ -25,6 +26,9 @@ struct ResNetConfig {
   nn::NormConfig norm = nn::NormConfig::group(16);
   double width_mult = 1.0;                    // scales every channel count (at least 1 channel)
   bool extra_levels = true;                   // C6, C7
+  // Training-time memory: the stem and each stage keep no activations and are recomputed in the backward
+  // pass (autograd::checkpoint); weights and results are unchanged. Not part of a checkpoint's config.
+  bool activation_checkpointing = false;
   DType dtype = DType::Float32;
 };
 
@@ -107,12 +111,17 @@ class ResNet : public nn::Module {
   std::vector<Tensor> forward(const Tensor& x) {
     ISRN_CHECK(x.dim() == 4 && x.size(1) == 3, "[resnet] expects an NCHW image batch with 3 channels, got shape ",
                shape_str(x.shape()));
-    Tensor y = nn::apply_norm(norm1, conv1->forward(x), true);
-    if (stem_block1) y = stem_block2->forward(stem_block1->forward(y));
-    y = maxpool->forward(y);
+    const bool recompute = config_.activation_checkpointing && is_training();
+    const auto stem = [this](const Tensor& t) {
+      Tensor z = nn::apply_norm(norm1, conv1->forward(t), true);
+      if (stem_block1) z = stem_block2->forward(stem_block1->forward(z));
+      return maxpool->forward(z);
+    };
+    Tensor y = recompute ? autograd::checkpoint(stem, x, stem_parameters()) : stem(x);
     std::vector<Tensor> out;
     for (auto& layer : layers) {
-      y = layer->forward(y);
+      const auto stage = [&layer](const Tensor& t) { return layer->forward(t); };
+      y = recompute ? autograd::checkpoint(stage, y, layer->parameters()) : stage(y);
       out.push_back(y);
     }
     if (conv_c6) {
@@ -120,6 +129,18 @@ class ResNet : public nn::Module {
       out.push_back(conv_c7->forward(out.back()));
     }
     return out;
+  }
+
+  // The parameters of everything before layer1.
+  std::vector<Tensor> stem_parameters() const {
+    std::vector<Tensor> p = conv1->parameters();
+    for (const nn::Module* m : {static_cast<const nn::Module*>(norm1.get()), static_cast<const nn::Module*>(stem_block1.get()),
+                                static_cast<const nn::Module*>(stem_block2.get())})
+      if (m) {
+        const std::vector<Tensor> more = m->parameters();
+        p.insert(p.end(), more.begin(), more.end());
+      }
+    return p;
   }
 
   // Channels of each returned map, in forward's order.

@@ -37,6 +37,7 @@ struct RunConfig {
   int64_t keep_last = 3;            // checkpoints kept
   double eval_every_epochs = 0;     // 0: only at the end (when a validation set is given)
   int64_t log_every = 1;            // iterations between JSONL records
+  bool activation_checkpointing = false;  // recompute the backbone in the backward pass: less memory, more time
 };
 
 // "data": the generated face set (--synthetic N) and the held-out part it is evaluated on.
