@@ -129,8 +129,11 @@ std::string format(const Report& report, size_t top, int64_t steps) {
     const Row& r = report.rows[i];
     const double pct = report.wall_ms > 0 ? 100.0 * r.self_ms / report.wall_ms : 0.0;
     shown += r.self_ms;
-    std::snprintf(line, sizeof line, "%-40s %10.1f %12.3f %6.1f%% %12.3f\n", r.name.c_str(),
-                  static_cast<double>(r.calls) * per, r.self_ms * per, pct, r.total_ms * per);
+    if (r.calls == 0)  // the "(outside any scope)" row: time, no calls
+      std::snprintf(line, sizeof line, "%-40s %10s %12.3f %6.1f%%\n", r.name.c_str(), "", r.self_ms * per, pct);
+    else
+      std::snprintf(line, sizeof line, "%-40s %10.1f %12.3f %6.1f%% %12.3f\n", r.name.c_str(),
+                    static_cast<double>(r.calls) * per, r.self_ms * per, pct, r.total_ms * per);
     out += line;
   }
   const double rest = report.wall_ms - shown;
