@@ -528,7 +528,9 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
   const std::vector<int64_t> offsets = tap_offsets(g, tap_panels * MR);
   const int64_t image_bytes = (g.C * plane + co_padded * g.J) * static_cast<int64_t>(sizeof(T));
   const int64_t chunk = std::clamp<int64_t>(kChunkBytes / image_bytes, 1, g.N);
-  T* padded = gemm::scratch<T>(kPadded, chunk * g.C * plane);
+  // Without padding the padded image is the input itself (1x1 convolutions, mostly): read it in place.
+  const bool unpadded = g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+  T* padded = unpadded ? nullptr : gemm::scratch<T>(kPadded, chunk * g.C * plane);
   T* dy_t = gemm::scratch<T>(kColumns, chunk * co_padded * g.J);
   const int64_t j_pieces = ceil_div(g.J, kTransposeGrain);
   // Output rows per band: a band's piece of one dy panel fits in half a megabyte.
@@ -536,7 +538,11 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
 
   for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
     const int64_t count = std::min(chunk, g.N - n0);
-    pad_images(x, g, n0, count, padded, threads);
+    const T* images = x + n0 * g.C * plane;
+    if (!unpadded) {
+      pad_images(x, g, n0, count, padded, threads);
+      images = padded;
+    }
     const int transpose_threads = copy_threads(threads, count * co_padded * g.J);
 #pragma omp parallel for num_threads(transpose_threads) if (transpose_threads > 1) schedule(static)
     for (int64_t t = 0; t < count * co_panels * j_pieces; ++t) {
@@ -554,7 +560,7 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
       const int64_t b0 = me * blocks / team, b1 = (me + 1) * blocks / team;
       T* tiles = gemm::scratch<T>(kTile, std::max<int64_t>(b1 - b0, 1) * MR * NR);
       for (int64_t n = 0; n < count; ++n) {
-        const T* base = padded + n * g.C * plane;
+        const T* base = images + n * g.C * plane;
         for (int64_t oh0 = 0; oh0 < g.OH; oh0 += band_rows) {
           const int64_t rows_here = std::min(band_rows, g.OH - oh0);
           for (int64_t blk = b0; blk < b1; ++blk) {
