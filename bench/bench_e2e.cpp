@@ -3,9 +3,9 @@
 //   small_cpu  ResNet-18 layout, width 0.25, 256x256, batch 2 (train and detect), on the CPU;
 //   paper_gpu  ResNet-50 layout, width 1, 1024x1024, batch 4 (train) and 1 (detect), on the GPU (CUDA builds).
 // Weights are the SPEC initialization from a fixed seed, the images a fixed random batch with a few faces
-// each. Besides the time, each case reports memory: on the CPU the peak resident set from the first step on
-// (VmHWM after resetting it through /proc/self/clear_refs once the detector and batch exist) and its rise over
-// the resident set at that point; on the GPU the caching allocator's peak allocated and reserved bytes.
+// each. Besides the time, each case reports memory: on the CPU the process's peak resident set (VmHWM) and that
+// peak above the resident set before the case built anything; on the GPU the caching allocator's peak
+// allocated and reserved bytes from the first step on.
 // bench/compare_e2e.py runs each case in its own process next to the same network in PyTorch.
 #include "bench_e2e.hpp"
 
@@ -135,25 +135,19 @@ int64_t proc_status_kib(const char* field) {
   return -1;
 }
 
-// Sets VmHWM to the current resident set (Linux >= 4.0); false where that is not possible.
-bool reset_peak_rss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return out.good();
+// The resident set before the first case of this process built anything: the program and its libraries.
+int64_t rss_at_start_kib() {
+  static const int64_t kib = proc_status_kib("VmRSS");
+  return kib;
 }
 
+// CPU: the process's peak resident set (VmHWM: setup, every run of the case, allocator retention included, as
+// a user of the library would see it) and that peak above the resident set at start (what the model, its
+// inputs and the steps needed). GPU: the caching allocator's peaks from the first step on.
 struct MemoryProbe {
   Device device;
-  int64_t rss_before_kib = 0;
-  bool peak_reset = false;
   explicit MemoryProbe(Device d) : device(d) {
-    if (device.is_cuda()) {
-      cuda::reset_peak_stats(device.index);
-    } else {
-      peak_reset = reset_peak_rss();
-      rss_before_kib = proc_status_kib("VmRSS");
-    }
+    if (device.is_cuda()) cuda::reset_peak_stats(device.index);
   }
   void report(benchmark::State& state) const {
     constexpr double kMiB = 1.0 / (1024.0 * 1024.0);
@@ -164,19 +158,17 @@ struct MemoryProbe {
     } else {
       const int64_t peak = proc_status_kib("VmHWM");
       state.counters["peak_rss_MiB"] = static_cast<double>(peak) / 1024.0;
-      // Without the reset the peak would include the setup; say so rather than report it as the step's.
-      state.counters["step_rss_rise_MiB"] = peak_reset ? static_cast<double>(peak - rss_before_kib) / 1024.0 : -1.0;
+      state.counters["rss_above_start_MiB"] = static_cast<double>(peak - rss_at_start_kib()) / 1024.0;
     }
   }
 };
 
 void run_train_step(benchmark::State& state, const E2ECase* c) {
   const Device device = Device::parse(c->device);
+  (void)rss_at_start_kib();
   Setup s = make_setup(*c);
   to_device(s, device);
   TrainStep step(*s.detector);
-  // The memory figures start here, before the first step: its first-touch allocations, scratch buffers,
-  // momentum buffers and anchors are part of what training needs beyond the weights and the batch.
   const MemoryProbe probe(device);
   step(s.train_images, s.gt);  // warm-up
   wait(s.detector->parameters().front());
@@ -191,6 +183,7 @@ void run_train_step(benchmark::State& state, const E2ECase* c) {
 
 void run_detect(benchmark::State& state, const E2ECase* c) {
   const Device device = Device::parse(c->device);
+  (void)rss_at_start_kib();
   Setup s = make_setup(*c);
   to_device(s, device);
   int64_t kept = 0;

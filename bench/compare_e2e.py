@@ -18,9 +18,10 @@ candidates in post-processing. What the PyTorch side computes per case:
               rejection, the score threshold, top-k 2000, decoding, greedy NMS (IoU > 0.4 with the +1 widths,
               as isrn) as Detectron's py_cpu_nms in NumPy (Debian ships no torchvision), keep 750.
 Every measurement runs in a process of its own (isrn_bench filtered to the case; a worker process of this
-script for PyTorch), so the resident-set peaks are each side's own: the peak from the first step on (VmHWM
-after resetting it through /proc/self/clear_refs once the model and inputs exist), which includes the
-runtime libraries, and its rise over the resident set at that point (what the steps themselves need). On the GPU: the peak allocated and reserved bytes of
+script for PyTorch), so the resident-set peaks are each side's own: the process's peak (VmHWM), which
+includes the runtime libraries (PyTorch's are large), and that peak above the resident set before anything
+was built (isrn: at the case's start; PyTorch: right after importing torch), which is what the model, its
+inputs and the steps needed, allocator retention included. On the GPU: the peak allocated and reserved bytes of
 each side's caching allocator. Times are the fastest of --repetitions runs of at least --min-time seconds.
 """
 import argparse
@@ -69,15 +70,6 @@ def proc_status_kib(field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return -1
-
-
-def reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # --- the PyTorch side (runs in a worker process) --------------------------------------------------------
@@ -168,6 +160,7 @@ def torch_worker(args):
     case = CASES[args.case]
     device = case["device"]
     torch.set_num_threads(args.threads)
+    rss_start = proc_status_kib("VmRSS")  # torch and its libraries are loaded; nothing is built yet
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = False
@@ -293,12 +286,10 @@ def torch_worker(args):
         return out
 
     fn = train_step if args.what == "train_step" else detect
-    # Memory is counted from the first call on, as isrn_bench counts it.
+    # GPU memory is counted from the first call on, as isrn_bench counts it.
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    peak_reset = reset_peak_rss()
-    rss_before = proc_status_kib("VmRSS")
     fn()  # warm-up
     fn()
     start = time.perf_counter()
@@ -318,7 +309,7 @@ def torch_worker(args):
     else:
         peak = proc_status_kib("VmHWM")
         result["peak_rss_MiB"] = peak / 1024
-        result["step_rss_rise_MiB"] = (peak - rss_before) / 1024 if peak_reset else -1
+        result["rss_above_start_MiB"] = (peak - rss_start) / 1024
     if args.what == "detect":
         result["detections"] = sum(int(s.numel()) for _, s in detect())
     print(json.dumps(result))
@@ -336,7 +327,7 @@ def isrn_case(bench, name, threads, min_time, repetitions):
     assert runs and all(b["time_unit"] == "ms" for b in runs), out
     result = {"ms": min(b["real_time"] for b in runs), "samples_ms": [b["real_time"] for b in runs]}
     # Each repetition builds its case afresh: the memory figures are the largest any of them saw.
-    for key in ("peak_rss_MiB", "step_rss_rise_MiB", "peak_allocated_MiB", "peak_reserved_MiB", "detections"):
+    for key in ("peak_rss_MiB", "rss_above_start_MiB", "peak_allocated_MiB", "peak_reserved_MiB", "detections"):
         if key in runs[0]:
             result[key] = max(b[key] for b in runs)
     return result
@@ -399,7 +390,7 @@ def main():
         print("|---|---:|---:|---:|---:|---:|")
     else:
         print("| case | isrn ms | torch ms | time ratio | peak RSS MiB isrn / torch (ratio) | "
-              "RSS rise over model + inputs MiB isrn / torch (ratio) |")
+              "peak RSS above the loaded libraries MiB isrn / torch (ratio) |")
         print("|---|---:|---:|---:|---:|---:|")
     results = {}
     notes = []
@@ -411,7 +402,7 @@ def main():
             isrn = isrn_case(args.bench, name, args.threads, args.min_time, args.repetitions)
             ref = torch_case(args.case, what, files, args.threads, args.min_time, args.repetitions)
             results[name] = {"isrn": isrn, "torch": ref}
-            keys = ("peak_allocated_MiB", "peak_reserved_MiB") if gpu else ("peak_rss_MiB", "step_rss_rise_MiB")
+            keys = ("peak_allocated_MiB", "peak_reserved_MiB") if gpu else ("peak_rss_MiB", "rss_above_start_MiB")
             mem = []
             for k in keys:
                 a, b = isrn.get(k, float("nan")), ref.get(k, float("nan"))
