@@ -4,7 +4,7 @@
 # comparison — in one call, on a machine with a GPU and no package manager (the lent GPU machine).
 # Needs the header-only dependencies staged by scripts/stage_deps.sh in .deps/ (carried along).
 # Logs go to $OUT (or ./gpu_check_out).
-#   scripts/gpu_check.sh [all|test|sanitize|bench]...
+#   scripts/gpu_check.sh [all|test|sanitize|bench|e2e]...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
@@ -57,6 +57,17 @@ if want bench; then
     if [ -f bench/compare_pytorch_gpu.py ]; then
       python3 bench/compare_pytorch_gpu.py --isrn-json "$OUT/bench_cuda.json" --markdown 2>&1 | tee "$OUT/compare.log"
     fi
+  fi
+fi
+if want e2e; then
+  # The whole detector at the paper's configuration (ResNet-50, 1024x1024; train batch 4, detect batch 1) against
+  # the same network in this machine's PyTorch, then the per-op profile of its training step.
+  if [ -x build-gpu/bench/isrn_bench ]; then
+    python3 bench/compare_e2e.py --bench build-gpu/bench/isrn_bench --case paper_gpu --min-time 2 --repetitions 5 \
+      --json "$OUT/e2e_gpu.json" 2>&1 | tee "$OUT/e2e_gpu.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    ./build-gpu/bench/isrn_bench --profile --e2e_case=paper_gpu --profile_device=cuda --profile_steps=3 2>&1 \
+      | tee "$OUT/e2e_gpu_profile.log"
   fi
 fi
 exit $status

@@ -9,6 +9,7 @@
 #include "isrn/ops/reduce.hpp"
 #include "isrn/ops/resize.hpp"
 #include "isrn/tensor.hpp"
+#include "kernel_profile.hpp"
 
 #define ISRN_KERNEL(ret, name, params) ret name params;
 namespace isrn::cpu {
@@ -21,9 +22,15 @@ namespace isrn::cuda {
 
 namespace isrn {
 
-// Calls cpu::fn or cuda::fn by the device of the first argument's tensor.
-#define ISRN_DISPATCH(device, fn, ...) \
-  ((device).is_cuda() ? ::isrn::cuda::fn(__VA_ARGS__) : ::isrn::cpu::fn(__VA_ARGS__))
+// Calls cpu::fn or cuda::fn by `device`; timed under the kernel's name while the profiler records
+// (src/kernel_profile.hpp).
+#define ISRN_DISPATCH(device, fn, ...)                                                          \
+  ::isrn::detail::profiled_kernel(                                                              \
+      #fn, (device),                                                                            \
+      [&](auto&&... isrn_args_) -> decltype(auto) {                                             \
+        return (device).is_cuda() ? ::isrn::cuda::fn(isrn_args_...) : ::isrn::cpu::fn(isrn_args_...); \
+      },                                                                                        \
+      __VA_ARGS__)
 
 // Throws naming `op` and `arg` unless every tensor is on `device`.
 void check_same_device(const char* op, Device device, std::initializer_list<std::pair<const char*, const Tensor*>> args);

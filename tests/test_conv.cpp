@@ -45,7 +45,9 @@ std::vector<ConvCase> cases() {
       {"kernel wider than the input", {1, 2, 3, 3}, {3, 2, 5, 5}, make(1, 1, {2, 2, 2, 2})},
       {"padding larger than the kernel", {1, 2, 4, 5}, {2, 2, 2, 2}, make(3, 2, {4, 3, 5, 4})},
       {"deep K, several tiles", {2, 37, 29, 37}, {19, 37, 3, 3}, make(1, 1, {1, 1, 1, 1})},
-      {"many channels, small map (split rows)", {1, 70, 5, 4}, {45, 70, 3, 3}, make(1, 1, {1, 1, 1, 1})},
+      // The next three are above the kernels' threading threshold (2^20 multiply-adds), so the 3-thread run
+      // splits output channels (one tile, one row) and the col2im gradient's channel groups.
+      {"many channels, small map (split rows)", {1, 70, 6, 9}, {45, 70, 3, 3}, make(1, 1, {1, 1, 1, 1})},
       {"pointwise, many tiles", {3, 33, 41, 43}, {21, 33, 1, 1}, make(1, 1, {0, 0, 0, 0})},
       // Rows of 24+ outputs take the implicit GEMM in float32 too (float64 takes it from 12).
       {"3x3 s1 p1, rows of 29", {2, 6, 7, 29}, {10, 6, 3, 3}, make(1, 1, {1, 1, 1, 1})},
@@ -53,13 +55,13 @@ std::vector<ConvCase> cases() {
       {"1x5, rows of 30, bottom padding", {1, 4, 5, 30}, {3, 4, 1, 5}, make(1, 1, {0, 1, 2, 2})},
       {"dilation 2, rows of 33", {1, 3, 9, 33}, {4, 3, 3, 3}, make(1, 1, {2, 2, 2, 2}, 2, 2)},
       {"deep and wide", {2, 24, 15, 61}, {17, 24, 3, 3}, make(1, 1, {1, 1, 1, 1})},
-      {"one output row, channels split", {1, 100, 1, 30}, {30, 100, 1, 3}, make(1, 1, {0, 0, 1, 1})},
+      {"one output row, channels split", {1, 100, 1, 120}, {30, 100, 1, 3}, make(1, 1, {0, 0, 1, 1})},
       // Strided implicit GEMM (through the input's stride phases), also for float32's 32-wide blocks.
       {"3x3 s2, rows of 25", {1, 5, 9, 50}, {6, 5, 3, 3}, make(2, 2, {1, 1, 1, 1})},
       {"5x5 s3, rows of 24, asymmetric padding", {1, 2, 11, 72}, {3, 2, 5, 5}, make(3, 3, {2, 1, 2, 0})},
       // Stride 2: the col2im gradient, with a packed w^T (batch 9) and with channel groups (deep).
       {"3x3 s2, batch 9", {9, 3, 11, 10}, {4, 3, 3, 3}, make(2, 2, {1, 1, 1, 1})},
-      {"3x3 s2, deep", {1, 20, 31, 29}, {9, 20, 3, 3}, make(2, 2, {1, 1, 1, 1})},
+      {"3x3 s2, deep", {1, 40, 31, 29}, {18, 40, 3, 3}, make(2, 2, {1, 1, 1, 1})},
       {"one input channel", {4, 1, 40, 41}, {6, 1, 3, 3}, make(1, 1, {1, 1, 1, 1})},
       // Images of ~12 MB (float32) / ~20 MB (float64) padded-and-transposed: the weight gradient
       // takes them in several chunks and output-row bands.

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "isrn/core/error.hpp"
+#include "isrn/core/profiler.hpp"
 #include "isrn/core/threading.hpp"
 #include "isrn/data/draw.hpp"
 #include "isrn/data/synthetic.hpp"
@@ -85,12 +86,42 @@ std::vector<std::string> draw_examples(models::Detector& det, const data::Datase
   return written;
 }
 
+// --profile N: the op-by-op profile of N training iterations, taken after the run's first iteration (which
+// allocates and warms up) and printed to stderr with the 15 largest ops per iteration.
+class IterationProfile {
+ public:
+  explicit IterationProfile(int64_t iterations) : wanted_(iterations) {}
+  // Stops at the last iteration too, so the final checkpoint and evaluation stay out of the profile.
+  void after_iteration(int64_t iteration, int64_t total) {
+    if (wanted_ <= 0 || done_) return;
+    if (!started_) {
+      started_ = true;
+      profiler::reset();
+      profiler::enable();
+    } else if (++seen_ == wanted_ || iteration == total) {
+      finish();
+    }
+  }
+  // Prints what was gathered (also when the run ended before N iterations).
+  void finish() {
+    if (!started_ || done_) return;
+    profiler::disable();
+    done_ = true;
+    std::fprintf(stderr, "\nprofile of %lld training iterations (per iteration; self time excludes nested rows):\n%s",
+                 static_cast<long long>(seen_), profiler::format(profiler::report(), 15, seen_).c_str());
+  }
+
+ private:
+  int64_t wanted_, seen_ = 0;
+  bool started_ = false, done_ = false;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"isrn-train: train the ISRN face detector (SPEC defaults; see README)"};
   std::string config_path, data_dir, device_name = "cpu", out_dir = "runs/isrn";
-  int64_t synthetic = 0, max_iters = -1, batch = 0, seed = -1, workers = -1;
+  int64_t synthetic = 0, max_iters = -1, batch = 0, seed = -1, workers = -1, profile = 0;
   int threads = 0;
   bool resume = false;
   app.add_option("--config", config_path, "JSON configuration (model, anchors, match, loss, infer, augment, optim, "
@@ -113,6 +144,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of initialization, data order and augmentation (overrides train.seed)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--workers", workers, "data-loading threads (overrides train.workers)")->check(CLI::NonNegativeNumber);
+  app.add_option("--profile", profile, "after the first iteration, profile the next N op by op and print the 15 "
+                                       "largest ops per iteration")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -149,9 +183,11 @@ int main(int argc, char** argv) {
     options.max_iters = max_iters;
     options.resume = resume;
     std::unique_ptr<ProgressBar> bar;
-    options.on_iteration = [&bar](const train::IterationRecord& r, int64_t total) {
+    IterationProfile iteration_profile(profile);
+    options.on_iteration = [&bar, &iteration_profile](const train::IterationRecord& r, int64_t total) {
       if (!bar) bar = std::make_unique<ProgressBar>(r.iteration - 1);
       bar->update(r, total);
+      iteration_profile.after_iteration(r.iteration, total);
     };
     options.on_evaluation = [&bar](const eval::EvalResult& r, int64_t iteration) {
       if (bar) bar->finish();
@@ -168,6 +204,7 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_interrupt);
     const train::TrainResult result = run.run();
     if (bar) bar->finish();
+    iteration_profile.finish();
     for (const data::SkippedSample& s : result.skipped) std::fprintf(stderr, "skipped: %s\n", s.message.c_str());
 
     std::printf("log:         %s\n", (fs::path(out_dir) / "train_log.jsonl").string().c_str());

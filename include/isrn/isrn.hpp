@@ -6,6 +6,7 @@
 #include "isrn/core/device.hpp"
 #include "isrn/core/dtype.hpp"
 #include "isrn/core/error.hpp"
+#include "isrn/core/profiler.hpp"
 #include "isrn/core/shape.hpp"
 #include "isrn/core/threading.hpp"
 #include "isrn/cuda/conv.hpp"

@@ -5,6 +5,7 @@
 
 #include "isrn/autograd/grad_mode.hpp"
 #include "isrn/autograd/node.hpp"
+#include "isrn/core/profiler.hpp"
 #include "isrn/ops/elementwise.hpp"
 
 namespace isrn::autograd {
@@ -148,7 +149,14 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     Tensor g = std::move(grads[n]);
     grads.erase(n);
     std::vector<Tensor> input_grads;
-    if (g.defined()) input_grads = n->apply(g);
+    if (g.defined()) {
+      if (profiler::enabled()) {
+        profiler::Scope scope(n->name() + ".backward");
+        input_grads = n->apply(g);
+      } else {
+        input_grads = n->apply(g);
+      }
+    }
     if (!retain_graph) n->release();
     ISRN_ASSERT(input_grads.empty() || input_grads.size() == n->next_edges.size(), "node '", n->name(),
                 "' returned ", input_grads.size(), " gradients for ", n->next_edges.size(), " inputs");

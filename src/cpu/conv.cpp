@@ -38,8 +38,13 @@ using gemm::BLayout;
 // Bytes of packed column tile a thread works on at once: half of a 2 MB L2, leaving room for the
 // weight block the GEMM streams beside it.
 constexpr int64_t kTileBytes = int64_t{1} << 20;
-// Below this many multiply-adds a convolution runs on one thread (a parallel region costs microseconds).
-constexpr int64_t kParallelMacs = int64_t{1} << 18;
+// Below this many multiply-adds (about 10 µs on one core) a convolution runs on one thread. A parallel
+// region costs about a microsecond when the other thread is spinning, but a whole scheduler time slice when
+// another process holds its core: regions that save little are not worth that risk.
+constexpr int64_t kParallelMacs = int64_t{1} << 20;
+// The copies around the GEMMs (padding, phase splitting, packing, transposing) use the threads only from
+// this many elements on; below it they take a few microseconds.
+constexpr int64_t kParallelCopy = int64_t{1} << 16;
 // Packing the weight costs about two passes over it; it pays once the packed copy feeds this many
 // column blocks. Below that the micro-kernel reads the weight in place (deep layers on small maps).
 constexpr int64_t kPackReuse = 8;
@@ -80,6 +85,9 @@ int threads_for(const Geometry& g) {
   const int threads = omp_get_max_threads();
   return g.macs() >= kParallelMacs ? threads : 1;
 }
+
+// The convolution's threads for a copy of `elements` elements.
+int copy_threads(int threads, int64_t elements) { return elements >= kParallelCopy ? threads : 1; }
 
 // Walks rows [c0*KH*KW, c1*KH*KW) and columns [j0, j0 + n) of col_n in runs: copy(k, j, src, stride,
 // count) for runs of input values (k, j relative to the walk's origin), zero(k, j, count) for padding.
@@ -201,6 +209,7 @@ template <typename T>
 void pack_a_parallel(const T* src, int64_t rs, int64_t cs, int64_t m, int64_t depth, T* dst, int threads) {
   constexpr int64_t MR = Blocking<T>::MR;
   const int64_t panels = (m + MR - 1) / MR;
+  threads = copy_threads(threads, m * depth);
 #pragma omp parallel for num_threads(threads) if (threads > 1 && panels > 1) schedule(static)
   for (int64_t p = 0; p < panels; ++p)
     gemm::pack_a(src + p * MR * rs, rs, cs, std::min(MR, m - p * MR), depth, dst + p * MR * depth);
@@ -234,6 +243,7 @@ bool use_implicit(const Geometry& g) {
 template <typename T>
 void pad_images(const T* x, const Geometry& g, int64_t n0, int64_t count, T* padded, int threads) {
   const int64_t Wp = g.W + g.pl + g.pr, plane = (g.H + g.pt + g.pb) * Wp;
+  threads = copy_threads(threads, count * g.C * plane);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t p = 0; p < count * g.C; ++p) {
     T* dst = padded + p * plane;
@@ -278,6 +288,7 @@ template <typename T>
 void phase_images(const T* x, const Geometry& g, int64_t n0, int64_t count, T* out, int threads) {
   const Phases q = phases(g);
   const int64_t planes = count * g.sh * g.sw * g.C;
+  threads = copy_threads(threads, planes * q.plane());
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t t = 0; t < planes; ++t) {
     const int64_t c = t % g.C, pw = t / g.C % g.sw, ph = t / (g.C * g.sw) % g.sh, n = n0 + t / (g.C * g.sw * g.sh);
@@ -422,7 +433,7 @@ bool backward_input_as_forward(const T* gy, const T* w, const Geometry& g, T* gx
   if (!use_implicit<T>(fg) && !fg.is_pointwise()) return false;  // the col2im path is as good then
   const int64_t taps = g.taps();
   T* wt = gemm::scratch<T>(kTile, g.Co * g.K);
-  const int threads = threads_for(g);
+  const int threads = copy_threads(threads_for(g), g.Co * g.K);
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t co = 0; co < g.Co; ++co)
@@ -455,7 +466,7 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
   for (int64_t gi = 0; gi < groups; ++gi)
     offset[gi + 1] = offset[gi] + gemm::packed_a_size<T>((std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps(), g.Co);
   T* packed_w = gemm::scratch<T>(kPackedWeight, offset[groups]);
-#pragma omp parallel for num_threads(threads) if (threads > 1 && groups > 1) schedule(static)
+#pragma omp parallel for num_threads(threads) if (threads > 1 && groups > 1 && g.K * g.Co >= kParallelCopy) schedule(static)
   for (int64_t gi = 0; gi < groups; ++gi) {
     const int64_t r0 = gi * group_rows, rows = (std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps();
     gemm::pack_a(w + r0, int64_t{1}, g.K, rows, g.Co, packed_w + offset[gi]);
@@ -517,7 +528,9 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
   const std::vector<int64_t> offsets = tap_offsets(g, tap_panels * MR);
   const int64_t image_bytes = (g.C * plane + co_padded * g.J) * static_cast<int64_t>(sizeof(T));
   const int64_t chunk = std::clamp<int64_t>(kChunkBytes / image_bytes, 1, g.N);
-  T* padded = gemm::scratch<T>(kPadded, chunk * g.C * plane);
+  // Without padding the padded image is the input itself (1x1 convolutions, mostly): read it in place.
+  const bool unpadded = g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+  T* padded = unpadded ? nullptr : gemm::scratch<T>(kPadded, chunk * g.C * plane);
   T* dy_t = gemm::scratch<T>(kColumns, chunk * co_padded * g.J);
   const int64_t j_pieces = ceil_div(g.J, kTransposeGrain);
   // Output rows per band: a band's piece of one dy panel fits in half a megabyte.
@@ -525,8 +538,13 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
 
   for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
     const int64_t count = std::min(chunk, g.N - n0);
-    pad_images(x, g, n0, count, padded, threads);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+    const T* images = x + n0 * g.C * plane;
+    if (!unpadded) {
+      pad_images(x, g, n0, count, padded, threads);
+      images = padded;
+    }
+    const int transpose_threads = copy_threads(threads, count * co_padded * g.J);
+#pragma omp parallel for num_threads(transpose_threads) if (transpose_threads > 1) schedule(static)
     for (int64_t t = 0; t < count * co_panels * j_pieces; ++t) {
       const int64_t n = t / (co_panels * j_pieces), q = t / j_pieces % co_panels, piece = t % j_pieces;
       transpose_rows(gy + ((n0 + n) * g.Co + q * width) * g.J, g.J, std::min(width, g.Co - q * width), width,
@@ -542,7 +560,7 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
       const int64_t b0 = me * blocks / team, b1 = (me + 1) * blocks / team;
       T* tiles = gemm::scratch<T>(kTile, std::max<int64_t>(b1 - b0, 1) * MR * NR);
       for (int64_t n = 0; n < count; ++n) {
-        const T* base = padded + n * g.C * plane;
+        const T* base = images + n * g.C * plane;
         for (int64_t oh0 = 0; oh0 < g.OH; oh0 += band_rows) {
           const int64_t rows_here = std::min(band_rows, g.OH - oh0);
           for (int64_t blk = b0; blk < b1; ++blk) {

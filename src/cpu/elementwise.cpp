@@ -53,10 +53,20 @@ void unary_backward(UnaryOp op, const Tensor& grad_y, const Tensor& x, const Ten
       constexpr UnaryOp O = decltype(op_tag)::value;
       const T a = static_cast<T>(p0), b = static_cast<T>(p1);
       for_each_row<4>(grad_x.shape(), {&grad_x, &grad_y, &x, &y}, [a, b](RowView<4> v, int64_t n) {
-        for (int64_t i = 0; i < n; ++i)
-          at<T>(v.data[0], v.stride[0], i) = kernels::unary_backward<O, T>(
-              at<T>(v.data[1], v.stride[1], i), at<T>(v.data[2], v.stride[2], i), at<T>(v.data[3], v.stride[3], i),
-              a, b);
+        // Dense rows get plain pointers, which the compiler vectorizes (the strided form it does not).
+        if (v.stride[0] == sizeof(T) && v.stride[1] == sizeof(T) && v.stride[2] == sizeof(T) &&
+            v.stride[3] == sizeof(T)) {
+          T* gx = reinterpret_cast<T*>(v.data[0]);
+          const T* gy = reinterpret_cast<const T*>(v.data[1]);
+          const T* px = reinterpret_cast<const T*>(v.data[2]);
+          const T* py = reinterpret_cast<const T*>(v.data[3]);
+          for (int64_t i = 0; i < n; ++i) gx[i] = kernels::unary_backward<O, T>(gy[i], px[i], py[i], a, b);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            at<T>(v.data[0], v.stride[0], i) = kernels::unary_backward<O, T>(
+                at<T>(v.data[1], v.stride[1], i), at<T>(v.data[2], v.stride[2], i), at<T>(v.data[3], v.stride[3], i),
+                a, b);
+        }
       });
     });
   });

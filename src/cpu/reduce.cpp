@@ -15,13 +15,26 @@ void reduce_rows(ReduceOp op, const Tensor& x, Tensor& values, Tensor& indices) 
     const T* px = x.data_ptr<T>();
     T* pv = values.data_ptr<T>();
     int64_t* pi = indices.defined() ? indices.data_ptr<int64_t>() : nullptr;
+    // Lane-wise partial sums (vectorized; in double for float32, where the order changes nothing that
+    // the final rounding keeps), combined at the end of each piece.
+    const auto row_sum = [](const T* row, int64_t count) {
+      Acc total = 0;
+      if constexpr (std::is_floating_point_v<T>) {
+#pragma omp simd reduction(+ : total)
+        for (int64_t j = 0; j < count; ++j) total += static_cast<Acc>(row[j]);
+      } else {
+        for (int64_t j = 0; j < count; ++j) total += static_cast<Acc>(row[j]);
+      }
+      return total;
+    };
     if (op == ReduceOp::Sum && m < get_num_threads() && n >= 2 * kParallelGrain) {
-      // Few long rows: split each row across threads.
+      // Few long rows: split each row across threads, one piece each.
+      const int64_t pieces = get_num_threads();
       for (int64_t r = 0; r < m; ++r) {
         Acc total = 0;
         const T* row = px + r * n;
 #pragma omp parallel for reduction(+ : total) schedule(static)
-        for (int64_t j = 0; j < n; ++j) total += static_cast<Acc>(row[j]);
+        for (int64_t p = 0; p < pieces; ++p) total += row_sum(row + p * n / pieces, (p + 1) * n / pieces - p * n / pieces);
         pv[r] = static_cast<T>(total);
       }
       return;
@@ -30,9 +43,7 @@ void reduce_rows(ReduceOp op, const Tensor& x, Tensor& values, Tensor& indices) 
     for (int64_t r = 0; r < m; ++r) {
       const T* row = px + r * n;
       if (op == ReduceOp::Sum) {
-        Acc total = 0;
-        for (int64_t j = 0; j < n; ++j) total += static_cast<Acc>(row[j]);
-        pv[r] = static_cast<T>(total);
+        pv[r] = static_cast<T>(row_sum(row, n));
       } else {
         // NaN wins (as PyTorch); otherwise the first extremum.
         int64_t best = 0;

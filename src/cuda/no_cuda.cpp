@@ -36,6 +36,7 @@ void* allocate(size_t, int) { no_cuda("allocate"); }
 void deallocate(void*, int) {}
 void memcpy(void*, Device, const void*, Device, size_t) { no_cuda("copy"); }
 int device_count() { return 0; }
+void synchronize(int) {}
 }  // namespace cuda_runtime
 
 // The user-facing CUDA controls exist in every build: no device memory, so nothing to report or release.

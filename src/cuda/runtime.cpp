@@ -329,6 +329,11 @@ int device_count() {
   return count;
 }
 
+void synchronize(int device) {
+  cuda::DeviceGuard guard(device);
+  ISRN_CUDA_CHECK(cudaStreamSynchronize(cuda::current_stream()));
+}
+
 void* allocate(size_t nbytes, int device) {
   cuda::check_device_index(device, "cuda allocate");
   if (nbytes == 0) return nullptr;

@@ -52,6 +52,14 @@ Shape output_shape(const char* op, const Shape& x_shape, const Shape& w_shape, c
   return {x_shape[0], w_shape[0], oh, ow};
 }
 
+// The bias gradient Σ_{n,h,w} g of a contiguous NCHW gradient: each plane's sum read in place as a row,
+// then the sum over the batch. (sum(g, {0, 2, 3}) would first make a permuted copy of all of g.)
+Tensor bias_gradient(const Tensor& g) {
+  const int64_t n = g.size(0), c = g.size(1);
+  const Tensor planes = sum(g.view({n, c, g.size(2) * g.size(3)}), {2});  // [N, C]
+  return n == 1 ? planes.view({c}) : sum(planes, {0});
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params) {
@@ -83,7 +91,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     const Tensor gc = g.contiguous();
     return std::vector<Tensor>{gx ? conv2d_backward_input(gc, saved_w, x_shape, params) : Tensor(),
                                gw ? conv2d_backward_weight(gc, saved_x, w_shape, params) : Tensor(),
-                               gb ? sum(gc, {0, 2, 3}) : Tensor()};
+                               gb ? bias_gradient(gc) : Tensor()};
   });
 }
 

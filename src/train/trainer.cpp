@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "isrn/autograd/grad_mode.hpp"
+#include "isrn/core/profiler.hpp"
 #include "isrn/data/augment.hpp"
 #include "isrn/io/file.hpp"
 #include "isrn/nn/module.hpp"
@@ -249,7 +250,12 @@ TrainResult Trainer::run() {
       result.interrupted = true;
       break;
     }
-    if (!m.loader->next(batch)) {
+    bool got_batch;
+    {
+      profiler::Scope wait("train: wait for the next batch");  // the time the loader threads did not hide
+      got_batch = m.loader->next(batch);
+    }
+    if (!got_batch) {
       // Every sample of an epoch unreadable would otherwise spin here forever.
       ISRN_CHECK(++empty_epochs < 2, "[train] two epochs in a row without a single readable batch");
       m.loader->start_epoch(m.loader->state().epoch + 1);
