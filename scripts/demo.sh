@@ -15,10 +15,6 @@ data=(--synthetic 800)
 for arg in "$@"; do
   [ "$arg" = "--data" ] && data=()
 done
-# Idle OpenMP threads sleep instead of spinning: with any other load on the machine, spinning threads take the
-# cores from the ones with work and every parallel region stalls (measured with one busy core: a training step
-# 40x slower spinning, unchanged sleeping). A value set by the caller wins.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # A fresh demo each time, unless it is resumed.
 [[ " $* " == *" --resume "* ]] || rm -rf "$out"
 ./build-demo/tools/isrn-train --config configs/demo_synthetic.json "${data[@]}" --out "$out" "$@"
