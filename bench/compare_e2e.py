@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+from compare_pytorch import commit, machine  # the same folder: one definition of the run's header fields
+
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -342,22 +344,6 @@ def torch_case(case, what, files, threads, min_time, repetitions):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def machine():
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
-def commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=HERE).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def main():

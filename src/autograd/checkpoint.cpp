@@ -5,22 +5,6 @@
 
 namespace isrn::autograd {
 
-namespace {
-
-// Grad mode on for a scope: the backward pass runs under NoGradGuard, the recomputation must record.
-class EnableGradGuard {
- public:
-  EnableGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
-  ~EnableGradGuard() { GradMode::set_enabled(previous_); }
-  EnableGradGuard(const EnableGradGuard&) = delete;
-  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
-
- private:
-  bool previous_;
-};
-
-}  // namespace
-
 Tensor checkpoint(const std::function<Tensor(const Tensor&)>& fn, const Tensor& input,
                   const std::vector<Tensor>& params) {
   ISRN_CHECK(fn != nullptr, "[checkpoint] no function given");

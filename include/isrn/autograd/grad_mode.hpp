@@ -8,16 +8,22 @@ struct GradMode {
   static void set_enabled(bool enabled);
 };
 
-// Disables graph recording for its scope (optimizer steps, evaluation, gradient formulas).
-class NoGradGuard {
+// Sets graph recording on or off for its scope and restores the previous mode at its end.
+template <bool Enabled>
+class GradModeGuard {
  public:
-  NoGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(false); }
-  ~NoGradGuard() { GradMode::set_enabled(previous_); }
-  NoGradGuard(const NoGradGuard&) = delete;
-  NoGradGuard& operator=(const NoGradGuard&) = delete;
+  GradModeGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(Enabled); }
+  ~GradModeGuard() { GradMode::set_enabled(previous_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
 
  private:
   bool previous_;
 };
+
+// No graph (optimizer steps, evaluation, gradient formulas).
+using NoGradGuard = GradModeGuard<false>;
+// A graph even inside a backward pass (activation checkpointing recomputes with one).
+using EnableGradGuard = GradModeGuard<true>;
 
 }  // namespace isrn
