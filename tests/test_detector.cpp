@@ -328,3 +328,29 @@ TEST_CASE("detector: parameter count of the paper config (ResNet-50 layout, widt
   CHECK(total > 50'000'000);
   CHECK(total < 57'000'000);
 }
+
+TEST_CASE("detector: 1,200 faces in one image (WIDER's crowds): finite loss terms, positives in both steps") {
+  // WIDER FACE train holds images with more than 1,000 faces; the anchor matching runs over them in chunks.
+  Generator gen(21);
+  std::vector<float> faces;
+  for (int i = 0; i < 1200; ++i) {
+    const double s = 8 + gen.uniform() * 12, x = gen.uniform() * (256 - s), y = gen.uniform() * (256 - s);
+    faces.insert(faces.end(), {static_cast<float>(x), static_cast<float>(y), static_cast<float>(x + s * 0.8),
+                               static_cast<float>(y + s)});
+  }
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    Generator init(22);
+    models::Detector det(test::tiny_detector_config(), init);
+    det.to(d);
+    const Tensor x = test::random({1, 3, 256, 256}, 23, -2.0, 2.0, DType::Float32).to(d);
+    const models::DetectionLoss loss = det.loss(x, {from_vector(faces, Shape{1200, 4}, d)});
+    for (const Tensor& term : {loss.stc_cls1, loss.stc_cls2, loss.str_reg2, loss.total})
+      CHECK(std::isfinite(test::values(term)[0]));
+    // Every face claims its best anchor; faces sharing one can claim it once, so at least several hundred.
+    CHECK(loss.num_pos1_cls >= 300);
+    CHECK(loss.num_pos2 >= 300);
+    const auto dets = det.detect(x);
+    CHECK(dets.front().scores.size(0) <= 750);
+  }
+}
