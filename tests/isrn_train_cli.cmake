@@ -50,10 +50,11 @@ if(NOT n EQUAL 5)
   message(FATAL_ERROR "expected 5 log records after the resume, found ${n}")
 endif()
 
-# Ctrl-C (SIGINT after 3 s) saves a checkpoint and exits with 130; the run then resumes from it.
+# Ctrl-C (one SIGINT after 3 s; --foreground, or timeout also signals its process group and the second signal
+# is the "exit at once" one) saves a checkpoint and exits with 130.
 find_program(TIMEOUT timeout)
 if(TIMEOUT)
-  execute_process(COMMAND "${TIMEOUT}" --preserve-status -s INT 3 "${ISRN_TRAIN}" --config "${CONFIG}" --synthetic 6 --batch 2
+  execute_process(COMMAND "${TIMEOUT}" --foreground --preserve-status -s INT 3 "${ISRN_TRAIN}" --config "${CONFIG}" --synthetic 6 --batch 2
                           --threads 1 --max-iters 1000000 --out "${SCRATCH}/interrupted"
                   OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr RESULT_VARIABLE rc)
   if(NOT rc EQUAL 130 OR NOT stdout MATCHES "interrupted at iteration")

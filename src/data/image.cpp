@@ -207,6 +207,20 @@ void normalize_into(const Image& image, float* dst, int64_t plane_stride, int64_
   }
 }
 
+void normalize_padded_into(const Image& image, float* dst, int64_t height, int64_t width) {
+  ISRN_CHECK(image.height <= height && image.width <= width, "[normalize_padded_into] a ", image.height, "x",
+             image.width, " image does not fit a ", height, "x", width, " slot");
+  const int64_t plane = height * width;
+  normalize_into(image, dst, plane, width);
+  for (int64_t c = 0; c < 3; ++c) {
+    float* channel = dst + c * plane;
+    if (image.width < width)
+      for (int64_t y = 0; y < image.height; ++y)
+        std::fill(channel + y * width + image.width, channel + (y + 1) * width, 0.0f);
+    std::fill(channel + image.height * width, channel + plane, 0.0f);
+  }
+}
+
 Tensor to_tensor(const Image& image, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
   Tensor t = isrn::empty({3, image.height, image.width}, DType::Float32);
   normalize_into(image, t.data_ptr<float>(), image.height * image.width, image.width, mean, std);

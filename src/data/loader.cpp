@@ -76,16 +76,9 @@ Batch collate_into(std::vector<Sample> samples, std::vector<size_t> indices, con
   for (int64_t b = 0; b < count; ++b) {
     Sample& s = samples[static_cast<size_t>(b)];
     float* dst = base + b * 3 * plane;
-    normalize_into(s.image, dst, plane, width);
     // The padding is written here rather than by a zero-filled allocation: the collating thread is the
     // loader's one serial stage, and a recycled buffer holds the previous batch's values.
-    for (int64_t c = 0; c < 3; ++c) {
-      float* channel = dst + c * plane;
-      if (s.image.width < width)
-        for (int64_t y = 0; y < s.image.height; ++y)
-          std::fill(channel + y * width + s.image.width, channel + (y + 1) * width, 0.0f);
-      std::fill(channel + s.image.height * width, channel + plane, 0.0f);
-    }
+    normalize_padded_into(s.image, dst, height, width);
     batch.boxes.push_back(boxes_to_tensor(s.boxes));
     batch.sizes.emplace_back(s.image.height, s.image.width);
     batch.ids.push_back(std::move(s.id));

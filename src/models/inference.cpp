@@ -46,18 +46,7 @@ Tensor pad_batch(const std::vector<const data::Image*>& images) {
   Tensor batch = isrn::empty({b, 3, h, w}, DType::Float32);
   float* p = batch.data_ptr<float>();
   for (int64_t i = 0; i < b; ++i) {
-    float* dst = p + i * 3 * h * w;
-    const data::Image& image = *images[static_cast<size_t>(i)];
-    // Only the padding is zeroed: normalize_into writes the rest.
-    if (image.height != h || image.width != w) {
-      for (int c = 0; c < 3; ++c) {
-        float* plane = dst + c * h * w;
-        for (int64_t y = 0; y < image.height; ++y)
-          std::fill(plane + y * w + image.width, plane + (y + 1) * w, 0.0f);
-        std::fill(plane + image.height * w, plane + h * w, 0.0f);
-      }
-    }
-    data::normalize_into(image, dst, h * w, w);
+    data::normalize_padded_into(*images[static_cast<size_t>(i)], p + i * 3 * h * w, h, w);
   }
   return batch;
 }

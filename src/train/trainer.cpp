@@ -15,6 +15,7 @@
 #include "isrn/data/augment.hpp"
 #include "isrn/io/file.hpp"
 #include "isrn/nn/module.hpp"
+#include "isrn/ops/shape.hpp"
 #include "isrn/optim/state.hpp"
 
 namespace fs = std::filesystem;
@@ -77,8 +78,6 @@ IterationRecord record_from_json(const nlohmann::json& j) {
   r.elapsed_seconds = j.at("elapsed_seconds").get<double>();
   return r;
 }
-
-double scalar(const Tensor& t) { return t.defined() ? t.detach().to(Device::cpu()).to(DType::Float64).item<double>() : 0.0; }
 
 }  // namespace
 
@@ -271,12 +270,22 @@ TrainResult Trainer::run() {
     r.iteration = iteration + 1;
     r.epoch = m.loader->state().epoch;
     r.lr = lr;
-    r.total = scalar(loss.total);
-    r.stc_cls1 = scalar(loss.stc_cls1);
-    r.stc_cls2 = scalar(loss.stc_cls2);
-    r.str_reg1 = scalar(loss.str_reg1);
-    r.str_reg2 = scalar(loss.str_reg2);
-    r.seg = scalar(loss.seg);
+    {
+      // One copy to the host for all the terms: on a GPU each read is a synchronization.
+      NoGradGuard no_grad;
+      const Tensor seg = loss.seg.defined() ? loss.seg : zeros_like(loss.total);
+      const std::vector<double> terms =
+          stack({loss.total, loss.stc_cls1, loss.stc_cls2, loss.str_reg1, loss.str_reg2, seg}, 0)
+              .to(Device::cpu())
+              .to(DType::Float64)
+              .to_vector<double>();
+      r.total = terms[0];
+      r.stc_cls1 = terms[1];
+      r.stc_cls2 = terms[2];
+      r.str_reg1 = terms[3];
+      r.str_reg2 = terms[4];
+      r.seg = terms[5];
+    }
     r.num_pos1_cls = loss.num_pos1_cls;
     r.num_pos1_reg = loss.num_pos1_reg;
     r.num_pos2 = loss.num_pos2;

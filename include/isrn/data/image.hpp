@@ -53,5 +53,9 @@ Tensor to_tensor(const Image& image, const std::array<float, 3>& mean = kImageNe
 // images of different sizes into one zero-padded tensor.
 void normalize_into(const Image& image, float* dst, int64_t plane_stride, int64_t row_stride,
                     const std::array<float, 3>& mean = kImageNetMean, const std::array<float, 3>& std = kImageNetStd);
+// One image of a zero-padded batch: dst is a 3 × height × width slot (height and width at least the image's);
+// the image is normalized into its top left and every other element set to 0 (the mean pixel after
+// normalization). Every element is written, so the slot may hold anything before.
+void normalize_padded_into(const Image& image, float* dst, int64_t height, int64_t width);
 
 }  // namespace isrn::data
