@@ -1,7 +1,8 @@
 // End-to-end benchmarks of the detector: one full training step (forward, both steps' targets and losses,
 // backward, SGD update) and single-scale detection with its post-processing, for
 //   small_cpu  ResNet-18 layout, width 0.25, 256x256, batch 2 (train and detect), on the CPU;
-//   paper_gpu  ResNet-50 layout, width 1, 1024x1024, batch 4 (train) and 1 (detect), on the GPU (CUDA builds).
+//   paper_gpu  ResNet-50 layout, width 1, 1024x1024, batch 4 (train) and 1 (detect), on the GPU (CUDA builds);
+//   paper_gpu_bf16  the same under mixed precision (AutocastGuard(BFloat16) around the forward pass).
 // Weights are the SPEC initialization from a fixed seed, the images a fixed random batch with a few faces
 // each. Besides the time, each case reports memory: on the CPU the process's peak resident set (VmHWM) and that
 // peak above the resident set before the case built anything; on the GPU the caching allocator's peak
@@ -32,17 +33,19 @@ struct E2ECase {
   int64_t size;
   int64_t train_batch, detect_batch;
   const char* device;
+  DType compute_dtype;  // the autocast compute dtype of the forward pass
 };
 
 const E2ECase kCases[] = {
-    {"small_cpu", 18, 0.25, 256, 2, 2, "cpu"},
-    {"paper_gpu", 50, 1.0, 1024, 4, 1, "cuda"},
+    {"small_cpu", 18, 0.25, 256, 2, 2, "cpu", DType::Float32},
+    {"paper_gpu", 50, 1.0, 1024, 4, 1, "cuda", DType::Float32},
+    {"paper_gpu_bf16", 50, 1.0, 1024, 4, 1, "cuda", DType::BFloat16},
 };
 
 const E2ECase& find_case(const std::string& label) {
   for (const E2ECase& c : kCases)
     if (label == c.label) return c;
-  ISRN_CHECK(false, "[bench_e2e] unknown case '", label, "' (small_cpu, paper_gpu)");
+  ISRN_CHECK(false, "[bench_e2e] unknown case '", label, "' (small_cpu, paper_gpu, paper_gpu_bf16)");
   return kCases[0];
 }
 
@@ -111,13 +114,19 @@ void wait(const Tensor& t) {
 struct TrainStep {
   models::Detector& detector;
   optim::SGD sgd;
-  explicit TrainStep(models::Detector& d)
-      : detector(d), sgd(nn::parameter_groups(d, /*lr=*/0.01, /*momentum=*/0.9, /*weight_decay=*/1e-4)) {
+  DType compute_dtype;
+  TrainStep(models::Detector& d, DType compute)
+      : detector(d),
+        sgd(nn::parameter_groups(d, /*lr=*/0.01, /*momentum=*/0.9, /*weight_decay=*/1e-4)),
+        compute_dtype(compute) {
     detector.train();
   }
   // What the trainer does per iteration, minus the data loading and logging.
   double operator()(const Tensor& images, const std::vector<Tensor>& gt) {
-    const models::DetectionLoss loss = detector.loss(images, gt);
+    const models::DetectionLoss loss = [&] {
+      AutocastGuard autocast(compute_dtype);
+      return detector.loss(images, gt);
+    }();
     const double total = scalar_of(loss.total);  // the trainer reads it before the update too
     sgd.zero_grad();
     loss.total.backward();
@@ -168,7 +177,7 @@ void run_train_step(benchmark::State& state, const E2ECase* c) {
   (void)rss_at_start_kib();
   Setup s = make_setup(*c);
   to_device(s, device);
-  TrainStep step(*s.detector);
+  TrainStep step(*s.detector, c->compute_dtype);
   const MemoryProbe probe(device);
   step(s.train_images, s.gt);  // warm-up
   wait(s.detector->parameters().front());
@@ -187,6 +196,7 @@ void run_detect(benchmark::State& state, const E2ECase* c) {
   Setup s = make_setup(*c);
   to_device(s, device);
   int64_t kept = 0;
+  AutocastGuard autocast(c->compute_dtype);
   const MemoryProbe probe(device);
   std::vector<models::Detections> d = s.detector->detect(s.detect_images);  // warm-up
   wait(d.back().scores);
@@ -231,7 +241,7 @@ void profile_e2e_case(const std::string& label, const std::string& device_name, 
   const Device device = Device::parse(device_name);
   Setup s = make_setup(c);
   to_device(s, device);
-  TrainStep step(*s.detector);
+  TrainStep step(*s.detector, c.compute_dtype);
   for (int64_t i = 0; i < warmup; ++i) step(s.train_images, s.gt);
   wait(s.detector->parameters().front());
 
@@ -251,6 +261,7 @@ void profile_e2e_case(const std::string& label, const std::string& device_name, 
       models::DetectorOutput out;
       {
         profiler::Scope scope("phase: forward");
+        AutocastGuard autocast(c.compute_dtype);
         out = s.detector->forward(s.train_images);
         wait(out.step2_deltas);
       }

@@ -4,6 +4,7 @@ detector, isrn (isrn_bench's e2e cases) against the same network in PyTorch, wit
 
     chrt -f 1 /usr/bin/python3 bench/compare_e2e.py --bench build/bench/isrn_bench --threads 2      # CPU
     python3 bench/compare_e2e.py --bench build/bench/isrn_bench --case paper_gpu                  # GPU
+    python3 bench/compare_e2e.py --bench build/bench/isrn_bench --case paper_gpu_bf16             # GPU, bf16
 
 The PyTorch side is data_tools/golden_detector.py's independent build of the network (the module names match
 isrn's checkpoint), at the case's depth and width, in float32, with isrn's exported weights and inputs loaded
@@ -44,6 +45,10 @@ CASES = {
     # depth, width, image size, train batch, detect batch, device
     "small_cpu": dict(depth=18, width=0.25, size=256, train_batch=2, detect_batch=2, device="cpu"),
     "paper_gpu": dict(depth=50, width=1.0, size=1024, train_batch=4, detect_batch=1, device="cuda"),
+    # Mixed precision: isrn's AutocastGuard(BFloat16) against torch.autocast(bfloat16) around the forward pass;
+    # both hand float32 head outputs to the losses and post-processing.
+    "paper_gpu_bf16": dict(depth=50, width=1.0, size=1024, train_batch=4, detect_batch=1, device="cuda",
+                           autocast=True),
 }
 
 # --- safetensors (no package needed) -------------------------------------------------------------------
@@ -238,9 +243,16 @@ def torch_worker(args):
         if device == "cuda":
             torch.cuda.synchronize()
 
+    def forward(x):
+        if not case.get("autocast"):
+            return model(x)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            (l1, d1), (l2, d2), seg = model(x)
+        return (l1.float(), d1.float()), (l2.float(), d2.float()), seg
+
     def train_step():
         model.train()
-        (l1, d1), (l2, d2), _ = model(images)
+        (l1, d1), (l2, d2), _ = forward(images)
         with torch.no_grad():
             targets = [image_targets(l1[b].detach(), d1[b].detach(), gts[b]) for b in range(images.shape[0])]
         terms, _ = gd.detection_loss((l1, d1), (l2, d2), targets)
@@ -272,7 +284,7 @@ def torch_worker(args):
     def detect():
         model.eval()
         with torch.no_grad():
-            (l1, d1), (l2, d2), _ = model(detect_images)
+            (l1, d1), (l2, d2), _ = forward(detect_images)
             out = []
             for b in range(detect_images.shape[0]):
                 p1, p2 = torch.sigmoid(l1[b]), torch.sigmoid(l2[b])

@@ -35,7 +35,8 @@ namespace isrn {
 // Throws naming `op` and `arg` unless every tensor is on `device`.
 void check_same_device(const char* op, Device device, std::initializer_list<std::pair<const char*, const Tensor*>> args);
 void check_dtype(const char* op, const char* arg, const Tensor& t, DType expected);
-void check_floating(const char* op, const char* arg, const Tensor& t);
+// float32 or float64, the dtypes ops compute in; bfloat16 too where the op takes it (conv2d).
+void check_floating(const char* op, const char* arg, const Tensor& t, bool allow_bfloat16 = false);
 void check_dim(const char* op, const char* arg, const Tensor& t, int64_t ndim);
 
 }  // namespace isrn

@@ -161,9 +161,11 @@ void check_dtype(const char* op, const char* arg, const Tensor& t, DType expecte
              ", got ", dtype_name(t.dtype()));
 }
 
-void check_floating(const char* op, const char* arg, const Tensor& t) {
-  ISRN_CHECK(is_floating(t.dtype()), "[", op, "] argument '", arg, "' must be float32 or float64, got ",
-             dtype_name(t.dtype()));
+void check_floating(const char* op, const char* arg, const Tensor& t, bool allow_bfloat16) {
+  const bool ok = t.dtype() == DType::Float32 || t.dtype() == DType::Float64 ||
+                  (allow_bfloat16 && t.dtype() == DType::BFloat16);
+  ISRN_CHECK(ok, "[", op, "] argument '", arg, "' must be float32", allow_bfloat16 ? ", bfloat16" : "",
+             " or float64, got ", dtype_name(t.dtype()));
 }
 
 void check_dim(const char* op, const char* arg, const Tensor& t, int64_t ndim) {

@@ -68,6 +68,23 @@ else()
   message("note: no timeout program, the SIGINT check is left out")
 endif()
 
+# Mixed precision: a bf16 run trains, logs finite losses and records the precision in its config.json.
+train(0 --config "${CONFIG}" --synthetic 6 --out "${SCRATCH}/bf16" --max-iters 2 --batch 2 --threads 1 --precision bf16)
+file(READ "${SCRATCH}/bf16/config.json" saved_config)
+if(NOT saved_config MATCHES "\"precision\": \"bf16\"")
+  message(FATAL_ERROR "the bf16 run's config.json should record train.precision:\n${saved_config}")
+endif()
+file(STRINGS "${SCRATCH}/bf16/train_log.jsonl" bf16_log REGEX "\"loss\"")  # the iterations, not the evaluation
+list(LENGTH bf16_log n)
+if(NOT n EQUAL 2 OR bf16_log MATCHES "nan|inf")
+  message(FATAL_ERROR "expected 2 finite log records from the bf16 run:\n${bf16_log}")
+endif()
+execute_process(COMMAND "${ISRN_TRAIN}" --synthetic 6 --precision fp16 --out "${SCRATCH}/fp16"
+                OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr RESULT_VARIABLE rc)
+if(rc EQUAL 0 OR NOT stderr MATCHES "precision")
+  message(FATAL_ERROR "--precision fp16 must fail naming the flag:\n${stderr}")
+endif()
+
 # Bad input: one line on stderr, non-zero exit.
 file(WRITE "${SCRATCH}/typo.json" "{\"optim\": {\"learning_rate\": 0.1}}")
 train(1 --config "${SCRATCH}/typo.json" --synthetic 6 --out "${SCRATCH}/typo")

@@ -210,6 +210,43 @@ TEST_CASE("conv2d: forward and both gradient convolutions match the naive loops 
   }
 }
 
+TEST_CASE("conv2d: bfloat16 operands are convolved with float32 accumulation and rounded once") {
+  // Mixed precision's arithmetic on every backend: exact products of bfloat16 operands, float32 sums, one
+  // rounding of the result to bfloat16. Against the double loops over the same (bfloat16) values, an
+  // element may err by the final rounding (2^-9 of its value, at most 2^-9 of the terms' magnitude) plus
+  // the float32 summation (16·2^-23 of the magnitude, as above): 2^-8 of the magnitude bounds both. A
+  // second rounding, an unrounded operand or a wrong term exceeds it.
+  const DType bf = DType::BFloat16;
+  for (Device d : test::devices()) {
+    uint64_t seed = 300;
+    for (const ConvCase& c : cases()) {
+      const std::string name = c.name;
+      CAPTURE(d);
+      CAPTURE(name);
+      const Tensor x = test::random(c.x, ++seed).to(bf), w = test::random(c.w, ++seed).to(bf);
+      const Tensor gy = test::random(out_shape(c), ++seed).to(bf);
+      const auto xv = test::values(x), wv = test::values(w), gv = test::values(gy);
+      Sums dx_ref, dw_ref;
+      reference_backward(c, xv, wv, gv, dx_ref, dw_ref);
+      const Tensor y = conv2d(x.to(d), w.to(d), Tensor(), c.p);
+      const Tensor dx = conv2d_backward_input(gy.to(d), w.to(d), c.x, c.p);
+      const Tensor dw = conv2d_backward_weight(gy.to(d), x.to(d), c.w, c.p);
+      for (const Tensor* t : {&y, &dx, &dw}) REQUIRE(t->dtype() == bf);
+      const double e = 0x1.0p-8;
+      check_sums(y, reference_forward(c, xv, wv, nullptr), e, 1, "forward bf16");
+      check_sums(dx, dx_ref, e, 1, "backward input bf16");
+      check_sums(dw, dw_ref, e, 1, "backward weight bf16");
+    }
+    // A bias is added in float32 and the sum rounded once (the kernels themselves take no bfloat16 bias).
+    const ConvCase c = cases()[3];
+    const Tensor x = test::random(c.x, 401).to(bf), w = test::random(c.w, 402).to(bf);
+    const Tensor b = test::random({c.w[0]}, 403).to(bf);
+    const auto bv = test::values(b);
+    check_sums(conv2d(x.to(d), w.to(d), b.to(d), c.p), reference_forward(c, test::values(x), test::values(w), &bv),
+               0x1.0p-8, 1, "forward bf16 with bias");
+  }
+}
+
 TEST_CASE("conv2d: forward without bias and the bias gradient as a sum over N, H, W") {
   for (Device d : test::devices()) {
     CAPTURE(d);
@@ -351,7 +388,7 @@ TEST_CASE("conv2d: bad inputs are refused with messages that name the op and the
   CHECK_THROWS_WITH_AS(conv2d(x.to(DType::Float32), w, Tensor(), p), doctest::Contains("[conv2d] input is float32 but weight is float64"),
                        Error);
   CHECK_THROWS_WITH_AS(conv2d(x.to(DType::Int64), w.to(DType::Int64), Tensor(), p),
-                       doctest::Contains("must be float32 or float64"), Error);
+                       doctest::Contains("must be float32, bfloat16 or float64"), Error);
   Conv2dParams bad = p;
   bad.stride = {0, 1};
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), bad), doctest::Contains("[conv2d] stride must be at least 1"), Error);

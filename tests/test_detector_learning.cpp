@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/models/isrn.hpp"
 #include "isrn/nn/module.hpp"
 #include "isrn/optim/lr_schedule.hpp"
@@ -142,4 +143,62 @@ TEST_CASE("detector learning: the loss falls and the trained detector finds its 
   MESSAGE("recall at IoU 0.5: ", found, "/", total_faces, " with ", confident, " confident detections");
   CHECK(recall >= 0.9);
   CHECK(confident <= 2 * total_faces);
+}
+
+TEST_CASE("detector learning: bfloat16 mixed precision trains to the float32 loss") {
+  // The same short run twice from the same initialization, once in float32 and once with the forward
+  // pass under AutocastGuard(BFloat16) (as isrn-train's train.precision = "bf16" runs it), on every device.
+  const int64_t kImages = 4, kH = 56, kW = 72, kIters = 100;
+  Generator data_gen(77);
+  std::vector<Tensor> images, gt;
+  for (int64_t i = 0; i < kImages; ++i) {
+    const int faces = 2 + static_cast<int>(i % 2);
+    Scene s = make_scene(kH, kW, faces, data_gen);
+    images.push_back(s.image);
+    gt.push_back(from_vector(s.boxes, Shape{faces, 4}));
+  }
+  const models::DetectorConfig config = test::tiny_detector_config();
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    const Tensor batch = stack(images, 0).to(d);
+    std::vector<Tensor> boxes;
+    for (const Tensor& g : gt) boxes.push_back(g.to(d));
+    auto train = [&](DType precision) {
+      Generator init_gen(11);
+      models::Detector det(config, init_gen);
+      det.to(d);
+      optim::SGD sgd(nn::parameter_groups(det, 0.02, 0.9, 1e-4));
+      const optim::WarmupMultiStep schedule(0.02, {80}, 0.1, 1.0 / 3.0, 10);
+      std::vector<double> quarter(4, 0.0);
+      for (int64_t it = 0; it < kIters; ++it) {
+        for (size_t g = 0; g < sgd.num_groups(); ++g) sgd.set_lr(g, schedule.lr_at(it));
+        models::DetectionLoss loss;
+        {
+          AutocastGuard autocast(precision);
+          loss = det.loss(batch, boxes);
+        }
+        const double value = test::values(loss.total)[0];
+        REQUIRE(std::isfinite(value));
+        quarter[static_cast<size_t>(it * 4 / kIters)] += value / (kIters / 4);
+        sgd.zero_grad();
+        loss.total.backward();
+        sgd.step();
+      }
+      return quarter;
+    };
+    const std::vector<double> fp32 = train(DType::Float32), bf16 = train(DType::BFloat16);
+    MESSAGE("loss by quarter, float32: ", fp32[0], " ", fp32[1], " ", fp32[2], " ", fp32[3], "; bfloat16: ", bf16[0],
+            " ", bf16[1], " ", bf16[2], " ", bf16[3]);
+    // Both runs learn (the last quarter far below the first), and the bfloat16 run's loss stays within
+    // 25 % (or 0.05 absolute, for losses near zero) of the float32 run's in every quarter: the
+    // trajectories part (different roundings, different ReLU and matching decisions) but must reach
+    // the same level. Seen on the CPU: 3.06 / 0.41 / 0.078 / 0.015 (float32) and 3.11 / 0.39 / 0.059 /
+    // 0.021 (bfloat16).
+    for (size_t q = 0; q < 4; ++q) {
+      CAPTURE(q);
+      CHECK(std::abs(bf16[q] - fp32[q]) <= std::max(0.25 * fp32[q], 0.05));
+    }
+    CHECK(fp32[3] < 0.3 * fp32[0]);
+    CHECK(bf16[3] < 0.3 * bf16[0]);
+  }
 }

@@ -120,7 +120,7 @@ class IterationProfile {
 
 int main(int argc, char** argv) {
   CLI::App app{"isrn-train: train the ISRN face detector (SPEC defaults; see README)"};
-  std::string config_path, data_dir, device_name = "cpu", out_dir = "runs/isrn";
+  std::string config_path, data_dir, device_name = "cpu", out_dir = "runs/isrn", precision;
   int64_t synthetic = 0, max_iters = -1, batch = 0, seed = -1, workers = -1, profile = 0;
   int threads = 0;
   bool resume = false;
@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of initialization, data order and augmentation (overrides train.seed)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--workers", workers, "data-loading threads (overrides train.workers)")->check(CLI::NonNegativeNumber);
+  app.add_option("--precision", precision, "fp32, or bf16: mixed precision, convolutions on bfloat16 operands with "
+                                           "float32 weights and statistics (overrides train.precision; for GPUs)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--profile", profile, "after the first iteration, profile the next N op by op and print the 15 "
                                        "largest ops per iteration")
       ->check(CLI::PositiveNumber);
@@ -155,6 +158,7 @@ int main(int argc, char** argv) {
     if (batch > 0) config.optim.batch = batch;
     if (seed >= 0) config.run.seed = static_cast<uint64_t>(seed);
     if (workers >= 0) config.run.workers = workers;
+    if (!precision.empty()) config.run.precision = precision;
     if (threads > 0) set_num_threads(threads);
     const Device device = Device::parse(device_name);
 

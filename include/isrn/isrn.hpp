@@ -1,5 +1,6 @@
 #pragma once
 // Umbrella header: everything a user of the library needs.
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/autograd/grad_mode.hpp"
 #include "isrn/autograd/node.hpp"
 #include "isrn/config.hpp"

@@ -1,5 +1,6 @@
 #include "isrn/autograd/checkpoint.hpp"
 
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/autograd/grad_mode.hpp"
 #include "isrn/autograd/node.hpp"
 
@@ -21,9 +22,14 @@ Tensor checkpoint(const std::function<Tensor(const Tensor&)>& fn, const Tensor& 
   const bool input_grad = input.requires_grad();
   // The node's only edge is the input's: the parameters are reached through the recomputed graph, whose
   // backward accumulates into their .grad directly.
+  // The recomputation must take the first run's arithmetic; the backward pass may run under
+  // another autocast mode (training loops wrap only the forward).
+  const DType compute_dtype = Autocast::compute_dtype();
   auto node = std::make_shared<FunctionNode>(
-      "checkpoint", [fn, saved = input.detach(), input_grad](const Tensor& grad_output) -> std::vector<Tensor> {
+      "checkpoint",
+      [fn, saved = input.detach(), input_grad, compute_dtype](const Tensor& grad_output) -> std::vector<Tensor> {
         EnableGradGuard grad_mode;
+        AutocastGuard autocast(compute_dtype);
         Tensor x = saved.detach();
         if (input_grad) x.set_requires_grad(true);
         const Tensor y = fn(x);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "conv_widen.hpp"
 #include "cpu/gemm.hpp"
 
 namespace isrn::cpu {
@@ -597,6 +598,10 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
+  if (detail::convolve_widened(x, weight, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+        cpu::conv2d_forward(a, b, Tensor(), params, out);  // a bfloat16 convolution has no bias (kernel_list.inc)
+      }))
+    return;
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
     using T = decltype(tag);
     forward_core(x.data_ptr<T>(), weight.data_ptr<T>(), bias.defined() ? bias.data_ptr<T>() : nullptr,
@@ -605,6 +610,10 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
+  if (detail::convolve_widened(grad_y, weight, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+        cpu::conv2d_backward_input(a, b, params, out);
+      }))
+    return;
   dispatch_floating(grad_y.dtype(), "conv2d_backward_input", [&](auto tag) {
     using T = decltype(tag);
     const Geometry g(grad_x.shape(), weight.shape(), grad_y.shape(), params);
@@ -614,6 +623,10 @@ void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Con
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
+  if (detail::convolve_widened(grad_y, x, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+        cpu::conv2d_backward_weight(a, b, params, out);
+      }))
+    return;
   dispatch_floating(grad_y.dtype(), "conv2d_backward_weight", [&](auto tag) {
     using T = decltype(tag);
     backward_weight_core(grad_y.data_ptr<T>(), x.data_ptr<T>(), Geometry(x.shape(), grad_w.shape(), grad_y.shape(), params),

@@ -6,9 +6,9 @@
 namespace isrn::cpu {
 
 void copy(const Tensor& src, Tensor& dst) {
-  dispatch_all(dst.dtype(), "copy", [&](auto dst_tag) {
+  dispatch_storage(dst.dtype(), "copy", [&](auto dst_tag) {
     using D = decltype(dst_tag);
-    dispatch_all(src.dtype(), "copy", [&](auto src_tag) {
+    dispatch_storage(src.dtype(), "copy", [&](auto src_tag) {
       using S = decltype(src_tag);
       for_each_row<2>(dst.shape(), {&dst, &src}, [](RowView<2> v, int64_t n) {
         if constexpr (std::is_same_v<D, S>) {
@@ -26,7 +26,7 @@ void copy(const Tensor& src, Tensor& dst) {
 }
 
 void fill(Tensor& dst, double value) {
-  dispatch_all(dst.dtype(), "fill", [&](auto tag) {
+  dispatch_storage(dst.dtype(), "fill", [&](auto tag) {
     using T = decltype(tag);
     const T v = static_cast<T>(value);
     for_each_row<1>(dst.shape(), {&dst}, [v](RowView<1> r, int64_t n) {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 
+#include "conv_widen.hpp"
 #include "cuda/common.cuh"
 #include "cuda/conv_cudnn.hpp"
 #include "cuda/conv_gemm.cuh"
@@ -390,7 +391,7 @@ Tensor pad_nchw(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int6
   Tensor out = det::scratch({s[0], s[1], s[2] + top + bottom, s[3] + left + right}, xc.dtype(), xc.device());
   const int64_t total = out.numel();
   if (total == 0) return out;
-  dispatch_floating(xc.dtype(), "conv2d", [&](auto tag) {
+  dispatch_storage(xc.dtype(), "conv2d", [&](auto tag) {
     using T = decltype(tag);
     pad_kernel<T><<<grid_for(total), 256, 0, current_stream()>>>(xc.data_ptr<T>(), s[2], s[3], top, left,
                                                                  out.size(2), out.size(3), out.data_ptr<T>(), total);
@@ -402,7 +403,7 @@ Tensor pad_nchw(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int6
 void crop_nchw(const Tensor& padded, int64_t top, int64_t left, Tensor& out) {
   const int64_t total = out.numel();
   if (total == 0) return;
-  dispatch_floating(out.dtype(), "conv2d", [&](auto tag) {
+  dispatch_storage(out.dtype(), "conv2d", [&](auto tag) {
     using T = decltype(tag);
     crop_kernel<T><<<grid_for(total), 256, 0, current_stream()>>>(padded.data_ptr<T>(), padded.size(2),
                                                                   padded.size(3), top, left, out.size(2),
@@ -471,6 +472,10 @@ namespace own {
 
 void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias, const Conv2dParams& params,
                     Tensor& y) {
+  if (detail::convolve_widened(x_in, weight_in, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+        own::conv2d_forward(a, b, Tensor(), params, out);  // a bfloat16 convolution has no bias (kernel_list.inc)
+      }))
+    return;
   if (x_in.dtype() != DType::Float32) return reference::conv2d_forward(x_in, weight_in, bias, params, y);
   const Tensor x = contiguous_input(x_in), weight = contiguous_input(weight_in);
   const ConvGeometry g = geometry_of(x.shape(), weight.shape(), y.shape(), params, "conv2d");
@@ -489,6 +494,10 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
 
 void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, const Conv2dParams& params,
                            Tensor& grad_x) {
+  if (detail::convolve_widened(grad_y_in, weight_in, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+        own::conv2d_backward_input(a, b, params, out);
+      }))
+    return;
   if (grad_y_in.dtype() != DType::Float32) return reference::conv2d_backward_input(grad_y_in, weight_in, params, grad_x);
   const Tensor grad_y = contiguous_input(grad_y_in), weight = contiguous_input(weight_in);
   const ConvGeometry g = geometry_of(grad_x.shape(), weight.shape(), grad_y.shape(), params, "conv2d_backward_input");
@@ -505,6 +514,10 @@ void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, con
 }
 
 void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const Conv2dParams& params, Tensor& grad_w) {
+  if (detail::convolve_widened(grad_y_in, x_in, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+        own::conv2d_backward_weight(a, b, params, out);
+      }))
+    return;
   if (x_in.dtype() != DType::Float32) return reference::conv2d_backward_weight(grad_y_in, x_in, params, grad_w);
   const Tensor grad_y = contiguous_input(grad_y_in), x = contiguous_input(x_in);
   const ConvGeometry g = geometry_of(x.shape(), grad_w.shape(), grad_y.shape(), params, "conv2d_backward_weight");

@@ -69,9 +69,27 @@ int to_int(int64_t v) {
 }
 
 cudnnDataType_t data_type(DType t) {
-  ISRN_CHECK(t == DType::Float32 || t == DType::Float64, "[conv2d] cuDNN path expects float32 or float64, got ", t);
-  return t == DType::Float32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
+  switch (t) {
+    case DType::Float32: return CUDNN_DATA_FLOAT;
+    case DType::Float64: return CUDNN_DATA_DOUBLE;
+    case DType::BFloat16: return CUDNN_DATA_BFLOAT16;
+    default: break;
+  }
+  ISRN_CHECK(false, "[conv2d] the cuDNN path takes float32, bfloat16 or float64, got ", t);
+  return CUDNN_DATA_FLOAT;
 }
+
+// The convolution's accumulation type: float32 for bfloat16 data (cuDNN's PSEUDO_BFLOAT16 configuration).
+cudnnDataType_t compute_type(DType t) { return t == DType::BFloat16 ? CUDNN_DATA_FLOAT : data_type(t); }
+
+// cuDNN reads alpha and beta as double for double data and as float for everything else.
+struct Scaling {
+  double one_d = 1, zero_d = 0;
+  float one_f = 1, zero_f = 0;
+  const void* one(DType t) const { return t == DType::Float64 ? static_cast<const void*>(&one_d) : &one_f; }
+  const void* zero(DType t) const { return t == DType::Float64 ? static_cast<const void*>(&zero_d) : &zero_f; }
+};
+constexpr Scaling kScaling{};
 
 // The problem after padding has been made symmetric: x is the (possibly pre-padded) input.
 struct Problem {
@@ -98,11 +116,12 @@ struct Descriptors {
     ISRN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.get(), dt, CUDNN_TENSOR_NCHW, to_int(p.w[0]), to_int(p.w[1]),
                                                 to_int(p.w[2]), to_int(p.w[3])));
     ISRN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv.get(), p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dil_h,
-                                                     p.dil_w, CUDNN_CROSS_CORRELATION, dt));
+                                                     p.dil_w, CUDNN_CROSS_CORRELATION, compute_type(p.dtype)));
     // CUDNN_DEFAULT_MATH lets cuDNN use TF32 tensor cores for float32 on Ampere and later, so the
-    // strict FP32 mode must ask for FMA math explicitly.
-    const cudnnMathType_t math =
-        p.dtype == DType::Float32 && p.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    // strict FP32 mode must ask for FMA math explicitly. bfloat16 is there for the tensor cores.
+    const cudnnMathType_t math = p.dtype == DType::BFloat16                  ? CUDNN_TENSOR_OP_MATH
+                                 : p.dtype == DType::Float32 && p.tf32 ? CUDNN_DEFAULT_MATH
+                                                                          : CUDNN_FMA_MATH;
     ISRN_CUDNN_CHECK(cudnnSetConvolutionMathType(conv.get(), math));
     int n, c, h, w;
     ISRN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv.get(), x.get(), this->w.get(), &n, &c, &h, &w));
@@ -164,7 +183,7 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
     auto it = algo_cache.find(key);
     if (it != algo_cache.end()) return it->second;
   }
-  const bool fma_only = !(p.dtype == DType::Float32 && p.tf32);
+  const bool fma_only = p.dtype == DType::Float64 || (p.dtype == DType::Float32 && !p.tf32);
   AlgoChoice choice{};
   constexpr int kMaxAlgos = 16;
   int returned = 0;
@@ -232,11 +251,6 @@ Problem problem_of(const Shape& x_shape, const Shape& w_shape, const Shape& y_sh
 
 Tensor contiguous_input(const Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
 
-template <typename T>
-struct Scalars {
-  T one = 1, zero = 0;
-};
-
 }  // namespace
 
 void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias, const Conv2dParams& params,
@@ -255,15 +269,13 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
     const Descriptors d(p);
     const AlgoChoice algo = choose(kForward, p, d, handle);
     Tensor ws = workspace(algo.workspace, y.device());
-    dispatch_floating(x.dtype(), "conv2d", [&](auto tag) {
-      using T = decltype(tag);
-      const Scalars<T> s;
-      ISRN_CUDNN_CHECK(cudnnConvolutionForward(handle, &s.one, d.x.get(), x.raw_data(), d.w.get(), weight.raw_data(),
-                                               d.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(algo.algo),
-                                               ws.raw_data(), algo.workspace, &s.zero, d.y.get(), y.raw_data()));
-    });
+    ISRN_CUDNN_CHECK(cudnnConvolutionForward(handle, kScaling.one(x.dtype()), d.x.get(), x.raw_data(), d.w.get(),
+                                             weight.raw_data(), d.conv.get(),
+                                             static_cast<cudnnConvolutionFwdAlgo_t>(algo.algo), ws.raw_data(),
+                                             algo.workspace, kScaling.zero(x.dtype()), d.y.get(), y.raw_data()));
   }
   if (bias.defined()) {
+    ISRN_ASSERT(y.dtype() != DType::BFloat16, "a bfloat16 convolution got a bias (the front end adds it in float32)");
     const Tensor b = contiguous_input(bias);
     cudnnHandle_t handle = handle_for_current_device();
     TensorDesc bias_desc, y_desc;
@@ -271,11 +283,8 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
     ISRN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias_desc.get(), CUDNN_TENSOR_NCHW, dt, 1, to_int(y.size(1)), 1, 1));
     ISRN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc.get(), CUDNN_TENSOR_NCHW, dt, to_int(y.size(0)),
                                                 to_int(y.size(1)), to_int(y.size(2)), to_int(y.size(3))));
-    dispatch_floating(y.dtype(), "conv2d", [&](auto tag) {
-      using T = decltype(tag);
-      const Scalars<T> s;
-      ISRN_CUDNN_CHECK(cudnnAddTensor(handle, &s.one, bias_desc.get(), b.raw_data(), &s.one, y_desc.get(), y.raw_data()));
-    });
+    ISRN_CUDNN_CHECK(cudnnAddTensor(handle, kScaling.one(y.dtype()), bias_desc.get(), b.raw_data(),
+                                    kScaling.one(y.dtype()), y_desc.get(), y.raw_data()));
   }
 }
 
@@ -294,14 +303,11 @@ void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, con
   const Descriptors d(p);
   const AlgoChoice algo = choose(kBackwardData, p, d, handle);
   Tensor ws = workspace(algo.workspace, grad_x.device());
-  dispatch_floating(grad_y.dtype(), "conv2d_backward_input", [&](auto tag) {
-    using T = decltype(tag);
-    const Scalars<T> s;
-    ISRN_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &s.one, d.w.get(), weight.raw_data(), d.y.get(),
-                                                  grad_y.raw_data(), d.conv.get(),
-                                                  static_cast<cudnnConvolutionBwdDataAlgo_t>(algo.algo), ws.raw_data(),
-                                                  algo.workspace, &s.zero, d.x.get(), target.raw_data()));
-  });
+  const DType dt = grad_y.dtype();
+  ISRN_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, kScaling.one(dt), d.w.get(), weight.raw_data(), d.y.get(),
+                                                grad_y.raw_data(), d.conv.get(),
+                                                static_cast<cudnnConvolutionBwdDataAlgo_t>(algo.algo), ws.raw_data(),
+                                                algo.workspace, kScaling.zero(dt), d.x.get(), target.raw_data()));
   if (!symmetric(params)) conv_detail::crop_nchw(target, params.padding[0], params.padding[2], grad_x);
 }
 
@@ -321,15 +327,12 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
   const Descriptors d(p);
   const AlgoChoice algo = choose(kBackwardFilter, p, d, handle);
   Tensor ws = workspace(algo.workspace, grad_w.device());
-  dispatch_floating(x.dtype(), "conv2d_backward_weight", [&](auto tag) {
-    using T = decltype(tag);
-    const Scalars<T> s;
-    ISRN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &s.one, d.x.get(), x.raw_data(), d.y.get(),
-                                                    grad_y.raw_data(), d.conv.get(),
-                                                    static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo.algo),
-                                                    ws.raw_data(), algo.workspace, &s.zero, d.w.get(),
-                                                    grad_w.raw_data()));
-  });
+  const DType dt = x.dtype();
+  ISRN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, kScaling.one(dt), d.x.get(), x.raw_data(), d.y.get(),
+                                                  grad_y.raw_data(), d.conv.get(),
+                                                  static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo.algo),
+                                                  ws.raw_data(), algo.workspace, kScaling.zero(dt), d.w.get(),
+                                                  grad_w.raw_data()));
 }
 
 }  // namespace isrn::cuda::cudnn_conv

@@ -38,8 +38,8 @@ void launch_copy(const Tensor& src, Tensor& dst) {
 void copy(const Tensor& src, Tensor& dst) {
   if (dst.numel() == 0) return;
   DeviceGuard guard(dst.device().index);
-  dispatch_all(dst.dtype(), "copy", [&](auto dst_tag) {
-    dispatch_all(src.dtype(), "copy", [&](auto src_tag) {
+  dispatch_storage(dst.dtype(), "copy", [&](auto dst_tag) {
+    dispatch_storage(src.dtype(), "copy", [&](auto src_tag) {
       launch_copy<decltype(dst_tag), decltype(src_tag)>(src, dst);
     });
   });
@@ -48,7 +48,7 @@ void copy(const Tensor& src, Tensor& dst) {
 void fill(Tensor& dst, double value) {
   if (dst.numel() == 0) return;
   DeviceGuard guard(dst.device().index);
-  dispatch_all(dst.dtype(), "fill", [&](auto tag) {
+  dispatch_storage(dst.dtype(), "fill", [&](auto tag) {
     using T = decltype(tag);
     launch_elementwise<1>("fill_kernel", dst.shape(), {&dst},
                           FillFn<T>{static_cast<T*>(dst.raw_data()), static_cast<T>(value)});

@@ -37,6 +37,7 @@ const char* safetensors_dtype(DType t) {
     case DType::Int64: return "I64";
     case DType::UInt8: return "U8";
     case DType::Bool: return "BOOL";
+    case DType::BFloat16: return "BF16";
   }
   return "?";
 }
@@ -44,7 +45,8 @@ const char* safetensors_dtype(DType t) {
 bool parse_dtype(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kinds[] = {{"F32", DType::Float32}, {"F64", DType::Float64},
                                                         {"I32", DType::Int32},   {"I64", DType::Int64},
-                                                        {"U8", DType::UInt8},    {"BOOL", DType::Bool}};
+                                                        {"U8", DType::UInt8},    {"BOOL", DType::Bool},
+                                                        {"BF16", DType::BFloat16}};
   for (const auto& [name, dtype] : kinds) {
     if (s == name) {
       *out = dtype;

@@ -7,7 +7,9 @@
 #include "isrn/ops/conv.hpp"
 
 #include "backend.hpp"
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/autograd/node.hpp"
+#include "isrn/ops/elementwise.hpp"
 #include "isrn/ops/reduce.hpp"
 
 namespace isrn {
@@ -35,7 +37,7 @@ void check_weight(const char* op, const Tensor& weight) {
              shape_str(weight.shape()));
   ISRN_CHECK(weight.size(0) > 0 && weight.size(1) > 0 && weight.size(2) > 0 && weight.size(3) > 0, "[", op,
              "] weight has an empty dimension: shape ", shape_str(weight.shape()));
-  check_floating(op, "weight", weight);
+  check_floating(op, "weight", weight, /*allow_bfloat16=*/true);
 }
 
 // The output size for input `x_shape` and a weight of `w_shape`; checks the channels and that it is positive.
@@ -62,11 +64,23 @@ Tensor bias_gradient(const Tensor& g) {
 
 }  // namespace
 
+// y + bias over the channels, in float32: the bias of a bfloat16 convolution is never rounded to bfloat16.
+Tensor add_channel_bias(const Tensor& y, const Tensor& bias) {
+  const Tensor b = bias.to(DType::Float32).view({1, bias.size(0), 1, 1});
+  return add(y.to(DType::Float32), b);
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params) {
   ISRN_CHECK(x.defined(), "[conv2d] undefined input");
   ISRN_CHECK(x.dim() == 4, "[conv2d] expects a 4-D NCHW input, got shape ", shape_str(x.shape()));
   check_weight("conv2d", weight);
-  check_floating("conv2d", "input", x);
+  check_floating("conv2d", "input", x, /*allow_bfloat16=*/true);
+  if (Autocast::compute_dtype() == DType::BFloat16 && x.dtype() == DType::Float32 &&
+      weight.dtype() == DType::Float32 && (!bias.defined() || bias.dtype() == DType::Float32)) {
+    // Mixed precision: bfloat16 operands, float32 result (isrn/autograd/autocast.hpp).
+    Tensor y = conv2d(x.to(DType::BFloat16), weight.to(DType::BFloat16), Tensor(), params).to(DType::Float32);
+    return bias.defined() ? add_channel_bias(y, bias) : y;
+  }
   ISRN_CHECK(weight.dtype() == x.dtype(), "[conv2d] input is ", x.dtype(), " but weight is ", weight.dtype());
   check_same_device("conv2d", x.device(), {{"weight", &weight}, {"bias", &bias}});
   if (bias.defined()) {
@@ -76,6 +90,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   }
   check_params("conv2d", params);
   const Shape y_shape = output_shape("conv2d", x.shape(), weight.shape(), params);
+  if (x.dtype() == DType::BFloat16 && bias.defined()) {
+    // The kernels take no bfloat16 bias: add it in float32 and round the sum once.
+    return add_channel_bias(conv2d(x, weight, Tensor(), params), bias).to(DType::BFloat16);
+  }
 
   const Tensor xs = x.detach().contiguous(), ws = weight.detach().contiguous();
   const Tensor bs = bias.defined() ? bias.detach().contiguous() : Tensor();
@@ -101,7 +119,7 @@ Tensor conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const S
   ISRN_CHECK(grad_y.defined(), "[", op, "] undefined grad_y");
   ISRN_CHECK(grad_y.dim() == 4, "[", op, "] expects a 4-D NCHW grad_y, got shape ", shape_str(grad_y.shape()));
   check_weight(op, weight);
-  check_floating(op, "grad_y", grad_y);
+  check_floating(op, "grad_y", grad_y, /*allow_bfloat16=*/true);
   ISRN_CHECK(weight.dtype() == grad_y.dtype(), "[", op, "] grad_y is ", grad_y.dtype(), " but weight is ",
              weight.dtype());
   check_same_device(op, grad_y.device(), {{"weight", &weight}});
@@ -130,7 +148,7 @@ Tensor conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Shape
   ISRN_CHECK(grad_y.defined() && x.defined(), "[", op, "] undefined grad_y or input");
   ISRN_CHECK(grad_y.dim() == 4, "[", op, "] expects a 4-D NCHW grad_y, got shape ", shape_str(grad_y.shape()));
   ISRN_CHECK(x.dim() == 4, "[", op, "] expects a 4-D NCHW input, got shape ", shape_str(x.shape()));
-  check_floating(op, "grad_y", grad_y);
+  check_floating(op, "grad_y", grad_y, /*allow_bfloat16=*/true);
   ISRN_CHECK(x.dtype() == grad_y.dtype(), "[", op, "] grad_y is ", grad_y.dtype(), " but input is ", x.dtype());
   check_same_device(op, grad_y.device(), {{"input", &x}});
   ISRN_CHECK(w_shape.size() == 4 && w_shape[0] > 0 && w_shape[1] > 0 && w_shape[2] > 0 && w_shape[3] > 0, "[", op,

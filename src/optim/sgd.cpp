@@ -42,8 +42,9 @@ SGD::SGD(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
     for (size_t i = 0; i < group.params.size(); ++i) {
       const Tensor& p = group.params[i];
       ISRN_CHECK(p.defined(), "[SGD] parameter ", i, " of group ", g, " is undefined");
-      ISRN_CHECK(is_floating(p.dtype()), "[SGD] parameter ", i, " of group ", g, " has dtype ", p.dtype(),
-                 "; only float32/float64 tensors can be optimized");
+      ISRN_CHECK(p.dtype() == DType::Float32 || p.dtype() == DType::Float64, "[SGD] parameter ", i, " of group ", g,
+                 " has dtype ", p.dtype(), "; only float32/float64 tensors can be optimized (mixed precision keeps "
+                 "float32 master weights and casts them for the convolutions: see isrn/autograd/autocast.hpp)");
       ISRN_CHECK(p.is_leaf(), "[SGD] parameter ", i, " of group ", g,
                  " is not a leaf tensor (optimize the leaf it was computed from)");
       ISRN_CHECK(seen.insert(p.impl().get()).second, "[SGD] parameter ", i, " of group ", g,

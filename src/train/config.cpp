@@ -97,6 +97,9 @@ TrainConfig TrainConfig::from_json(const io::JsonConfig& json) {
   read(json, "train.eval_every_epochs", r.eval_every_epochs);
   read(json, "train.log_every", r.log_every);
   read(json, "train.activation_checkpointing", r.activation_checkpointing);
+  read(json, "train.precision", r.precision);
+  ISRN_CHECK(r.precision == "fp32" || r.precision == "bf16", "[train_config] key 'train.precision' must be \"fp32\" or "
+             "\"bf16\", got \"", r.precision, "\"");
   ISRN_CHECK(r.workers >= 0 && r.prefetch >= 1, "[train_config] train.workers must be ≥ 0 and train.prefetch ≥ 1");
   ISRN_CHECK(r.checkpoint_every > 0 && r.keep_last > 0 && r.log_every > 0, "[train_config] train.checkpoint_every, "
              "train.keep_last and train.log_every must be positive");
@@ -167,7 +170,8 @@ std::string TrainConfig::to_json() const {
                 {"keep_last", run.keep_last},
                 {"eval_every_epochs", run.eval_every_epochs},
                 {"log_every", run.log_every},
-                {"activation_checkpointing", run.activation_checkpointing}};
+                {"activation_checkpointing", run.activation_checkpointing},
+                {"precision", run.precision}};
   const data::SyntheticConfig& s = synthetic.scenes;
   j["data"] = {{"synthetic",
                 {{"min_image_size", s.min_image_size},

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/autograd/grad_mode.hpp"
 #include "isrn/core/profiler.hpp"
 #include "isrn/data/augment.hpp"
@@ -265,7 +266,10 @@ TrainResult Trainer::run() {
     for (size_t g = 0; g < m.sgd->num_groups(); ++g) m.sgd->set_lr(g, lr);
     std::vector<Tensor> boxes;
     for (const Tensor& b : batch.boxes) boxes.push_back(b.to(m.options.device));
-    const models::DetectionLoss loss = det.loss(batch.images.to(m.options.device), boxes);
+    const models::DetectionLoss loss = [&] {
+      AutocastGuard autocast(parse_precision(m.config.run.precision));  // the forward only: see autocast.hpp
+      return det.loss(batch.images.to(m.options.device), boxes);
+    }();
     IterationRecord r;
     r.iteration = iteration + 1;
     r.epoch = m.loader->state().epoch;

@@ -2,12 +2,16 @@
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 
+#include "isrn/core/bfloat16.hpp"
 #include "isrn/core/error.hpp"
 
 namespace isrn {
 
-enum class DType : uint8_t { Float32, Float64, Int32, Int64, UInt8, Bool };
+// BFloat16 is a storage and tensor-core input format: conv2d and copies take it (mixed precision,
+// isrn/autograd/autocast.hpp); the other ops compute in float32 or float64 and refuse it by name.
+enum class DType : uint8_t { Float32, Float64, Int32, Int64, UInt8, Bool, BFloat16 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -17,6 +21,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::Int64: return 8;
     case DType::UInt8: return 1;
     case DType::Bool: return 1;
+    case DType::BFloat16: return 2;
   }
   return 0;
 }
@@ -29,11 +34,12 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::Int64: return "int64";
     case DType::UInt8: return "uint8";
     case DType::Bool: return "bool";
+    case DType::BFloat16: return "bfloat16";
   }
   return "?";
 }
 
-constexpr bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64; }
+constexpr bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64 || t == DType::BFloat16; }
 
 template <typename T> struct dtype_of;
 template <> struct dtype_of<float> { static constexpr DType value = DType::Float32; };
@@ -42,6 +48,7 @@ template <> struct dtype_of<int32_t> { static constexpr DType value = DType::Int
 template <> struct dtype_of<int64_t> { static constexpr DType value = DType::Int64; };
 template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::UInt8; };
 template <> struct dtype_of<bool> { static constexpr DType value = DType::Bool; };
+template <> struct dtype_of<bfloat16> { static constexpr DType value = DType::BFloat16; };
 template <typename T> inline constexpr DType dtype_v = dtype_of<T>::value;
 
 inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
@@ -68,8 +75,17 @@ decltype(auto) dispatch_all(DType t, const char* op, Fn&& fn) {
     case DType::Int64: return fn(int64_t{});
     case DType::UInt8: return fn(uint8_t{});
     case DType::Bool: return fn(bool{});
+    default: break;
   }
-  detail::throw_error(__FILE__, __LINE__, detail::concat("[", op, "] unknown dtype"));
+  detail::throw_error(__FILE__, __LINE__, detail::concat("[", op, "] does not support ", dtype_name(t)));
+}
+
+// Every dtype a tensor can hold, bfloat16 included: for the ops that only move or convert values
+// (copy, fill).
+template <typename Fn>
+decltype(auto) dispatch_storage(DType t, const char* op, Fn&& fn) {
+  if (t == DType::BFloat16) return fn(bfloat16{});
+  return dispatch_all(t, op, std::forward<Fn>(fn));
 }
 
 // Numeric types (everything but bool): arithmetic is defined on them.

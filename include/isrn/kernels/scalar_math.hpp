@@ -5,13 +5,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "isrn/core/host_device.hpp"
 #include "isrn/ops/elementwise.hpp"
-
-#if defined(__CUDACC__)
-#define ISRN_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define ISRN_HOST_DEVICE inline
-#endif
 
 namespace isrn::kernels {
 

@@ -38,6 +38,9 @@ struct RunConfig {
   double eval_every_epochs = 0;     // 0: only at the end (when a validation set is given)
   int64_t log_every = 1;            // iterations between JSONL records
   bool activation_checkpointing = false;  // recompute the backbone in the backward pass: less memory, more time
+  // "fp32", or "bf16": the forward pass under AutocastGuard(BFloat16) - convolutions on bfloat16 operands,
+  // everything else and the master weights float32 (isrn/autograd/autocast.hpp).
+  std::string precision = "fp32";
 };
 
 // "data": the generated face set (--synthetic N) and the held-out part it is evaluated on.
