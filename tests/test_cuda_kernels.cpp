@@ -221,8 +221,18 @@ std::vector<ConvImpl> cuda_conv_impls() {
        1e-4},
   };
 #if ISRN_WITH_CUDNN
-  impls.push_back({"cuDNN", cuda::cudnn_conv::conv2d_forward, cuda::cudnn_conv::conv2d_backward_input,
-                   cuda::cudnn_conv::conv2d_backward_weight, 1e-4});
+  // cuDNN must run every float32/float64 problem itself (no fallback to the own kernels here).
+  impls.push_back({"cuDNN",
+                   [](const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, Tensor& y) {
+                     REQUIRE(cuda::cudnn_conv::conv2d_forward(x, w, b, p, y));
+                   },
+                   [](const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx) {
+                     REQUIRE(cuda::cudnn_conv::conv2d_backward_input(gy, w, p, gx));
+                   },
+                   [](const Tensor& gy, const Tensor& x, const Conv2dParams& p, Tensor& gw) {
+                     REQUIRE(cuda::cudnn_conv::conv2d_backward_weight(gy, x, p, gw));
+                   },
+                   1e-4});
 #endif
   return impls;
 }
@@ -319,6 +329,61 @@ TEST_CASE("cuda conv2d: empty batch writes zero weight gradients; empty input ch
     check_close(y.select(0, 0).select(1, 0).select(1, 0), {1.5, -2.0}, 0, 0, impl.name + " bias only");
   }
 #endif
+}
+
+TEST_CASE("cuda conv2d: bfloat16 on both backends matches the CPU's float32 arithmetic within one rounding") {
+  // The CPU widens bfloat16 operands and convolves in float32 (test_conv.cpp checks it against double
+  // loops); cuDNN convolves them on tensor cores, isrn's own kernels widen like the CPU. Either must equal
+  // the CPU's float32 result rounded once: within 2^-8 relative (one bfloat16 rounding, 2^-9, plus the
+  // float32 sums' order), and 1e-4 absolute for sums that cancel (1e-3 for the weight gradient's sums of
+  // ~2,000 products).
+  ISRN_REQUIRE_CUDA();
+  const cuda::ConvBackend before = cuda::conv_backend();
+  std::vector<cuda::ConvBackend> backends = {cuda::ConvBackend::Own};
+  if (cuda::conv_cudnn_built()) backends.push_back(cuda::ConvBackend::Cudnn);
+  const DType bf = DType::BFloat16, f32 = DType::Float32;
+  struct Case {
+    Shape x, w;
+    Conv2dParams p;
+  };
+  Conv2dParams asym;
+  asym.padding = {0, 2, 1, 0};
+  const Case cases[] = {{{2, 16, 33, 31}, {24, 16, 3, 3}, Conv2dParams::same(3, 3)},
+                        {{1, 64, 20, 18}, {32, 64, 1, 1}, Conv2dParams::same(1, 1)},
+                        {{2, 8, 27, 29}, {16, 8, 3, 3}, Conv2dParams::same(3, 3, 2)},
+                        {{1, 12, 15, 17}, {8, 12, 1, 5}, Conv2dParams::same(1, 5)},
+                        {{1, 6, 13, 11}, {5, 6, 3, 3}, asym}};
+  for (cuda::ConvBackend backend : backends) {
+    cuda::set_conv_backend(backend);
+    uint64_t seed = 1200;
+    for (const Case& c : cases) {
+      CAPTURE(static_cast<int>(backend));
+      CAPTURE(shape_str(c.x));
+      const Tensor x = test::random(c.x, ++seed).to(bf), w = test::random(c.w, ++seed).to(bf);
+      const Shape y_shape{c.x[0], c.w[0], c.p.out_h(c.x[2], c.w[2]), c.p.out_w(c.x[3], c.w[3])};
+      const Tensor gy = test::random(y_shape, ++seed).to(bf);
+      const Tensor cuda_x = x.to(Device::cuda(0)), cuda_w = w.to(Device::cuda(0)), cuda_gy = gy.to(Device::cuda(0));
+      test::check_close(conv2d(cuda_x, cuda_w, Tensor(), c.p).to(f32),
+                        conv2d(x.to(f32), w.to(f32), Tensor(), c.p), 0x1.0p-8, 1e-4, "forward");
+      test::check_close(conv2d_backward_input(cuda_gy, cuda_w, c.x, c.p).to(f32),
+                        conv2d_backward_input(gy.to(f32), w.to(f32), c.x, c.p), 0x1.0p-8, 1e-4, "backward input");
+      test::check_close(conv2d_backward_weight(cuda_gy, cuda_x, c.w, c.p).to(f32),
+                        conv2d_backward_weight(gy.to(f32), x.to(f32), c.w, c.p), 0x1.0p-8, 1e-3, "backward weight");
+#if ISRN_WITH_CUDNN
+      if (backend == cuda::ConvBackend::Cudnn) {
+        // The speed of mixed precision: cuDNN runs these shapes itself rather than handing them back to the
+        // own kernels (which would only widen to float32).
+        Tensor y = empty(y_shape, TensorOptions(bf).device(Device::cuda(0)));
+        Tensor gx = empty(c.x, TensorOptions(bf).device(Device::cuda(0)));
+        Tensor gw = empty(c.w, TensorOptions(bf).device(Device::cuda(0)));
+        CHECK(cuda::cudnn_conv::conv2d_forward(cuda_x, cuda_w, Tensor(), c.p, y));
+        CHECK(cuda::cudnn_conv::conv2d_backward_input(cuda_gy, cuda_w, c.p, gx));
+        CHECK(cuda::cudnn_conv::conv2d_backward_weight(cuda_gy, cuda_x, c.p, gw));
+      }
+#endif
+    }
+  }
+  cuda::set_conv_backend(before);
 }
 
 TEST_CASE("cuda conv2d: backend switch") {

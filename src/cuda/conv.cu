@@ -541,21 +541,21 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn()) return cudnn_conv::conv2d_forward(x, weight, bias, params, y);
+  if (use_cudnn() && cudnn_conv::conv2d_forward(x, weight, bias, params, y)) return;
 #endif
   own::conv2d_forward(x, weight, bias, params, y);
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn()) return cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x);
+  if (use_cudnn() && cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x)) return;
 #endif
   own::conv2d_backward_input(grad_y, weight, params, grad_x);
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn()) return cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w);
+  if (use_cudnn() && cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w)) return;
 #endif
   own::conv2d_backward_weight(grad_y, x, params, grad_w);
 }

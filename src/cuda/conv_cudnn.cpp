@@ -130,8 +130,10 @@ struct Descriptors {
 };
 
 struct AlgoChoice {
+  bool usable;  // false: cuDNN cannot run this problem (the caller falls back to isrn's own kernels)
   int algo;
   size_t workspace;
+  cudnnMathType_t math;  // the math type cuDNN measured the algorithm with
 };
 
 std::mutex cache_mutex;
@@ -168,8 +170,17 @@ AlgoChoice pick(const Perf* perf, int count, bool want_fma_only) {
       break;
     }
   }
-  ISRN_CHECK(chosen >= 0, "[conv2d] cuDNN found no usable algorithm for this convolution");
-  return {static_cast<int>(perf[chosen].algo), perf[chosen].memory};
+  if (chosen < 0) return {false, 0, 0, CUDNN_DEFAULT_MATH};
+  return {true, static_cast<int>(perf[chosen].algo), perf[chosen].memory, perf[chosen].mathType};
+}
+
+// cuDNN answers NOT_SUPPORTED for configurations it lacks (some bfloat16 shapes): isrn's own kernels take
+// those. Any other failure is an error.
+template <typename Perf>
+AlgoChoice found_or_unsupported(cudnnStatus_t found, const Perf* perf, int returned, bool fma_only) {
+  if (found == CUDNN_STATUS_NOT_SUPPORTED) return {false, 0, 0, CUDNN_DEFAULT_MATH};
+  ISRN_CUDNN_CHECK(found);
+  return pick(perf, returned, fma_only);
 }
 
 enum PassId { kForward = 0, kBackwardData = 1, kBackwardFilter = 2 };
@@ -189,32 +200,41 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
   int returned = 0;
   if (pass == kForward) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
-    ISRN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
-                                                          kMaxAlgos, &returned, perf));
-    choice = pick(perf, returned, fma_only);
-    ISRN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
+    const cudnnStatus_t found = cudnnFindConvolutionForwardAlgorithm(handle, d.x.get(), d.w.get(), d.conv.get(),
+                                                                     d.y.get(), kMaxAlgos, &returned, perf);
+    choice = found_or_unsupported(found, perf, returned, fma_only);
+    if (choice.usable)
+      ISRN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
                                                              static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo),
                                                              &choice.workspace));
   } else if (pass == kBackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMaxAlgos];
-    ISRN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle, d.w.get(), d.y.get(), d.conv.get(),
-                                                               d.x.get(), kMaxAlgos, &returned, perf));
-    choice = pick(perf, returned, fma_only);
-    ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
+    const cudnnStatus_t found = cudnnFindConvolutionBackwardDataAlgorithm(handle, d.w.get(), d.y.get(), d.conv.get(),
+                                                                          d.x.get(), kMaxAlgos, &returned, perf);
+    choice = found_or_unsupported(found, perf, returned, fma_only);
+    if (choice.usable)
+      ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
         handle, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo),
         &choice.workspace));
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMaxAlgos];
-    ISRN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle, d.x.get(), d.y.get(), d.conv.get(),
-                                                                 d.w.get(), kMaxAlgos, &returned, perf));
-    choice = pick(perf, returned, fma_only);
-    ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+    const cudnnStatus_t found = cudnnFindConvolutionBackwardFilterAlgorithm(
+        handle, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), kMaxAlgos, &returned, perf);
+    choice = found_or_unsupported(found, perf, returned, fma_only);
+    if (choice.usable)
+      ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
         handle, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
         static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), &choice.workspace));
   }
   std::lock_guard<std::mutex> lock(cache_mutex);
   algo_cache.emplace(key, choice);
   return choice;
+}
+
+// Runs the algorithm with the math type it was measured with (as PyTorch does). Only for bfloat16: for
+// float32 the descriptor's FMA/TF32 choice is the user's switch and must not be widened.
+void use_measured_math(const Problem& p, const Descriptors& d, const AlgoChoice& algo) {
+  if (p.dtype == DType::BFloat16) ISRN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), algo.math));
 }
 
 Tensor workspace(size_t bytes, Device device) {
@@ -253,9 +273,9 @@ Tensor contiguous_input(const Tensor& t) { return t.is_contiguous() ? t : t.cont
 
 }  // namespace
 
-void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias, const Conv2dParams& params,
+bool conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias, const Conv2dParams& params,
                     Tensor& y) {
-  if (y.numel() == 0) return;
+  if (y.numel() == 0) return true;
   Tensor x = contiguous_input(x_in);
   const Tensor weight = contiguous_input(weight_in);
   const Problem p = problem_of(x.shape(), weight.shape(), y.shape(), x.dtype(), params);
@@ -268,6 +288,8 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
     cudnnHandle_t handle = handle_for_current_device();
     const Descriptors d(p);
     const AlgoChoice algo = choose(kForward, p, d, handle);
+    if (!algo.usable) return false;
+    use_measured_math(p, d, algo);
     Tensor ws = workspace(algo.workspace, y.device());
     ISRN_CUDNN_CHECK(cudnnConvolutionForward(handle, kScaling.one(x.dtype()), d.x.get(), x.raw_data(), d.w.get(),
                                              weight.raw_data(), d.conv.get(),
@@ -286,15 +308,16 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
     ISRN_CUDNN_CHECK(cudnnAddTensor(handle, kScaling.one(y.dtype()), bias_desc.get(), b.raw_data(),
                                     kScaling.one(y.dtype()), y_desc.get(), y.raw_data()));
   }
+  return true;
 }
 
-void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, const Conv2dParams& params,
+bool conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, const Conv2dParams& params,
                            Tensor& grad_x) {
-  if (grad_x.numel() == 0) return;
+  if (grad_x.numel() == 0) return true;
   const Tensor grad_y = contiguous_input(grad_y_in), weight = contiguous_input(weight_in);
   if (grad_y.numel() == 0 || weight.numel() == 0) {
     ISRN_CUDA_CHECK(cudaMemsetAsync(grad_x.raw_data(), 0, grad_x.numel() * grad_x.element_size(), current_stream()));
-    return;
+    return true;
   }
   const Problem p = problem_of(grad_x.shape(), weight.shape(), grad_y.shape(), grad_y.dtype(), params);
   // With asymmetric padding cuDNN computes the gradient of the pre-padded input; the border is cropped.
@@ -302,6 +325,8 @@ void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, con
   cudnnHandle_t handle = handle_for_current_device();
   const Descriptors d(p);
   const AlgoChoice algo = choose(kBackwardData, p, d, handle);
+  if (!algo.usable) return false;
+  use_measured_math(p, d, algo);
   Tensor ws = workspace(algo.workspace, grad_x.device());
   const DType dt = grad_y.dtype();
   ISRN_CUDNN_CHECK(cudnnConvolutionBackwardData(handle, kScaling.one(dt), d.w.get(), weight.raw_data(), d.y.get(),
@@ -309,15 +334,16 @@ void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, con
                                                 static_cast<cudnnConvolutionBwdDataAlgo_t>(algo.algo), ws.raw_data(),
                                                 algo.workspace, kScaling.zero(dt), d.x.get(), target.raw_data()));
   if (!symmetric(params)) conv_detail::crop_nchw(target, params.padding[0], params.padding[2], grad_x);
+  return true;
 }
 
-void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const Conv2dParams& params, Tensor& grad_w) {
-  if (grad_w.numel() == 0) return;
+bool conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const Conv2dParams& params, Tensor& grad_w) {
+  if (grad_w.numel() == 0) return true;
   const Tensor grad_y = contiguous_input(grad_y_in);
   Tensor x = contiguous_input(x_in);
   if (grad_y.numel() == 0 || x.numel() == 0) {
     ISRN_CUDA_CHECK(cudaMemsetAsync(grad_w.raw_data(), 0, grad_w.numel() * grad_w.element_size(), current_stream()));
-    return;
+    return true;
   }
   const Problem p = problem_of(x.shape(), grad_w.shape(), grad_y.shape(), x.dtype(), params);
   if (!symmetric(params)) {
@@ -326,6 +352,8 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
   cudnnHandle_t handle = handle_for_current_device();
   const Descriptors d(p);
   const AlgoChoice algo = choose(kBackwardFilter, p, d, handle);
+  if (!algo.usable) return false;
+  use_measured_math(p, d, algo);
   Tensor ws = workspace(algo.workspace, grad_w.device());
   const DType dt = x.dtype();
   ISRN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, kScaling.one(dt), d.x.get(), x.raw_data(), d.y.get(),
@@ -333,6 +361,7 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
                                                   static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo.algo),
                                                   ws.raw_data(), algo.workspace, kScaling.zero(dt), d.w.get(),
                                                   grad_w.raw_data()));
+  return true;
 }
 
 }  // namespace isrn::cuda::cudnn_conv

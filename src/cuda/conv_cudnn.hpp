@@ -7,10 +7,13 @@
 
 namespace isrn::cuda::cudnn_conv {
 
-void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
+// Each returns false, having written nothing, when cuDNN cannot run the problem (it reports
+// NOT_SUPPORTED or offers no usable algorithm, e.g. for some bfloat16 shapes); the caller then runs
+// isrn's own kernels. The answer is cached per shape like the algorithm choice.
+bool conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params,
                     Tensor& y);
-void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x);
-void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w);
+bool conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x);
+bool conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w);
 
 }  // namespace isrn::cuda::cudnn_conv
 
