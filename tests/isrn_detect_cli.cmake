@@ -181,6 +181,7 @@ expect_failure("bad format" 2 "--format" ${model} ${io} --format xml)
 expect_failure("zero batch" 2 "--batch" ${model} ${io} --batch 0)
 expect_failure("batch with multiscale" 2 "--batch" ${model} ${io} --batch 2 --multiscale)
 expect_failure("threshold out of range" 2 "--score-threshold" ${model} ${io} --score-threshold 1.5)
+expect_failure("bad precision" 2 "--precision" ${model} ${io} --precision fp16)
 expect_failure("bad device" 2 "gpu" ${model} ${io} --device gpu)
 expect_failure("missing model" 1 "${SCRATCH}/none.safetensors" --model "${SCRATCH}/none.safetensors" ${io})
 expect_failure("missing input" 1 "${SCRATCH}/nothing_here" ${model} --input "${SCRATCH}/nothing_here"
@@ -192,6 +193,18 @@ expect_failure("draw over the inputs" 1 "would overwrite the input image" ${mode
 if(EXISTS "${in}/0--Parade/${first_name}.txt")
   message(FATAL_ERROR "[draw over the inputs] a prediction file was written before the refusal")
 endif()
+# Mixed precision: the same image with bfloat16 convolutions runs and gives detections.
+detect(${model} --input "${in}/0--Parade/${first_name}.jpg" --output "${SCRATCH}/bf16" --format json --precision bf16
+       ${small})
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "[bf16] exit ${rc}:\n${out}\n${err}")
+endif()
+file(READ "${SCRATCH}/bf16/0--Parade/${first_name}.json" bf16_doc)
+string(JSON bf16_n LENGTH "${bf16_doc}" detections)
+if(bf16_n EQUAL 0)
+  message(FATAL_ERROR "[bf16] no detections")
+endif()
+
 # --device cuda works where a CUDA build sees a GPU; elsewhere it is one line naming the reason.
 detect(${model} --input "${in}/0--Parade/${first_name}.jpg" --output "${SCRATCH}/cuda" --device cuda ${small})
 if(NOT rc EQUAL 0)

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/core/error.hpp"
 #include "isrn/core/threading.hpp"
 #include "isrn/data/draw.hpp"
@@ -42,7 +43,7 @@ constexpr int kExitUsage = 2;    // the command line is wrong
 constexpr int kExitSkipped = 3;  // the run finished, but some images could not be read and were skipped
 
 struct Options {
-  std::string model, input, output, format = "wider", device = "cpu", timing_path;
+  std::string model, input, output, format = "wider", device = "cpu", timing_path, precision = "fp32";
   bool draw = false, multiscale = false;
   double score_threshold = 0.0;
   std::optional<int64_t> max_size;
@@ -142,6 +143,7 @@ class Runner {
   // `timings`, attributing a batch's shared stages evenly to its images.
   std::vector<models::Detections> detect(const std::vector<const data::Image*>& images,
                                          std::vector<eval::ImageTiming>& timings) {
+    AutocastGuard autocast(parse_precision(options_.precision));
     std::vector<models::Detections> result;
     if (options_.multiscale) {
       for (size_t i = 0; i < images.size(); ++i) {
@@ -384,6 +386,9 @@ int main(int argc, char** argv) {
                  "largest, which can change their results slightly; default 1)")
       ->type_name("N")
       ->check(at_least(1));
+  app.add_option("--precision", o.precision,
+                 "fp32 (default), or bf16: convolutions on bfloat16 operands (mixed precision; for GPUs)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--threads", o.threads, "CPU threads (default: OMP_NUM_THREADS or the number of cores)")
       ->type_name("N")
       ->check(at_least(1));
