@@ -19,6 +19,7 @@
 #include "isrn/ops/norm.hpp"
 #include "isrn/ops/reduce.hpp"
 #include "isrn/optim/sgd.hpp"
+#include "golden.hpp"
 #include "test_util.hpp"
 
 using namespace isrn;
@@ -125,6 +126,48 @@ TEST_CASE("bfloat16: rounding to nearest even, against a reference decided in do
   CHECK(static_cast<float>(bfloat16(3)) == 3.0f);
   CHECK(static_cast<double>(bfloat16(0.1)) == static_cast<double>(static_cast<float>(bfloat16(0.1f))));
   CHECK(static_cast<int64_t>(bfloat16(-7.0f)) == -7);
+}
+
+TEST_CASE("bfloat16: rounding and convolutions agree with PyTorch's bfloat16 (golden files)") {
+  // Rounding: bit for bit on every non-NaN pattern (ties, subnormals, the edge of infinity, random bits);
+  // NaNs stay NaN (payloads are not compared: PyTorch and CUDA differ there too).
+  const test::Golden r = test::load_golden("bf16_rounding");
+  const auto float_bits = r["float_bits"].to_vector<int32_t>(), bf16_bits = r["bf16_bits"].to_vector<int32_t>();
+  REQUIRE(float_bits.size() == bf16_bits.size());
+  int64_t mismatches = 0;
+  for (size_t i = 0; i < float_bits.size(); ++i) {
+    const float f = float_of_bits(static_cast<uint32_t>(float_bits[i]));
+    const bfloat16 b(f);
+    if (std::isnan(f))
+      mismatches += !std::isnan(static_cast<float>(b));
+    else
+      mismatches += b.bits != static_cast<uint16_t>(bf16_bits[i]);
+  }
+  CHECK(mismatches == 0);
+
+  // Convolutions: PyTorch (oneDNN on the CPU) also sums in float32 and rounds once, in another order, so the
+  // results may differ by one rounding each way: 2^-7 of the value, plus 1e-4 absolute for sums near zero
+  // (their float32 sums of ~100 terms of size ~1 differ by ~1e-5).
+  for (const char* name : {"3x3_s1_p1", "3x3_s2_p1", "1x1_deep", "3x3_dilation2"}) {
+    CAPTURE(name);
+    const test::Golden g = test::load_golden(std::string("bf16_conv_") + name);
+    Conv2dParams p;
+    const int64_t stride = static_cast<int64_t>(g.number("stride")), pad = static_cast<int64_t>(g.number("padding"));
+    const int64_t dilation = static_cast<int64_t>(g.number("dilation"));
+    p.stride = {stride, stride};
+    p.padding = {pad, pad, pad, pad};
+    p.dilation = {dilation, dilation};
+    const DType bf = DType::BFloat16;
+    for (Device d : test::devices()) {
+      CAPTURE(d);
+      const Tensor x = g["x"].to(bf).to(d), w = g["w"].to(bf).to(d), gy = g["gy"].to(bf).to(d);
+      test::check_close(conv2d(x, w, Tensor(), p).to(DType::Float32), g["y"], 0x1.0p-7, 1e-4, "forward");
+      test::check_close(conv2d_backward_input(gy, w, x.shape(), p).to(DType::Float32), g["dx"], 0x1.0p-7, 1e-4,
+                        "input gradient");
+      test::check_close(conv2d_backward_weight(gy, x, w.shape(), p).to(DType::Float32), g["dw"], 0x1.0p-7, 1e-4,
+                        "weight gradient");
+    }
+  }
 }
 
 TEST_CASE("bfloat16 tensors: conversions, fill, printing and safetensors on every device") {
