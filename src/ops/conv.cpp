@@ -62,31 +62,30 @@ Tensor bias_gradient(const Tensor& g) {
   return n == 1 ? planes.view({c}) : sum(planes, {0});
 }
 
-}  // namespace
-
 // y + bias over the channels, in float32: the bias of a bfloat16 convolution is never rounded to bfloat16.
 Tensor add_channel_bias(const Tensor& y, const Tensor& bias) {
   const Tensor b = bias.to(DType::Float32).view({1, bias.size(0), 1, 1});
   return add(y.to(DType::Float32), b);
 }
 
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params) {
   ISRN_CHECK(x.defined(), "[conv2d] undefined input");
   ISRN_CHECK(x.dim() == 4, "[conv2d] expects a 4-D NCHW input, got shape ", shape_str(x.shape()));
   check_weight("conv2d", weight);
   check_floating("conv2d", "input", x, /*allow_bfloat16=*/true);
-  if (Autocast::compute_dtype() == DType::BFloat16 && x.dtype() == DType::Float32 &&
-      weight.dtype() == DType::Float32 && (!bias.defined() || bias.dtype() == DType::Float32)) {
-    // Mixed precision: bfloat16 operands, float32 result (isrn/autograd/autocast.hpp).
-    Tensor y = conv2d(x.to(DType::BFloat16), weight.to(DType::BFloat16), Tensor(), params).to(DType::Float32);
-    return bias.defined() ? add_channel_bias(y, bias) : y;
-  }
   ISRN_CHECK(weight.dtype() == x.dtype(), "[conv2d] input is ", x.dtype(), " but weight is ", weight.dtype());
   check_same_device("conv2d", x.device(), {{"weight", &weight}, {"bias", &bias}});
   if (bias.defined()) {
     ISRN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "[conv2d] bias must have shape [",
                weight.size(0), "] (C_out of weight ", shape_str(weight.shape()), "), got ", shape_str(bias.shape()));
     ISRN_CHECK(bias.dtype() == x.dtype(), "[conv2d] input is ", x.dtype(), " but bias is ", bias.dtype());
+  }
+  if (Autocast::compute_dtype() == DType::BFloat16 && x.dtype() == DType::Float32) {
+    // Mixed precision: bfloat16 operands, float32 result (isrn/autograd/autocast.hpp).
+    Tensor y = conv2d(x.to(DType::BFloat16), weight.to(DType::BFloat16), Tensor(), params).to(DType::Float32);
+    return bias.defined() ? add_channel_bias(y, bias) : y;
   }
   check_params("conv2d", params);
   const Shape y_shape = output_shape("conv2d", x.shape(), weight.shape(), params);
