@@ -11,10 +11,11 @@
 // The caller then waits for `remaining` (chunks not yet finished) to reach zero: it never waits for
 // a worker that has not claimed a chunk, only for chunks in progress.
 //
-// Waiting: workers spin for a while after a job (the next kernel usually follows within microseconds),
-// then sleep on a futex; the caller spins briefly for chunks still running on workers, then sleeps, so
-// that a worker preempted in a chunk can have the caller's core. Spinning forever at a barrier is what
-// made OpenMP collapse when another process held a core.
+// Waiting: workers spin briefly after a job (the next kernel usually follows within microseconds),
+// then yield the core between checks for a while, then sleep on a futex; the caller waits for chunks
+// still running on workers the same way, so that a worker preempted in a chunk can have the caller's
+// core. Spinning at a barrier without giving the core away is what made OpenMP collapse when another
+// process held a core.
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -69,18 +70,25 @@ inline void cpu_relax() {
 
 using Clock = std::chrono::steady_clock;
 
-// Spins until done() or `budget` has passed; true when done() came true.
+// Spins until done() or `spin` has passed, then yields the core between checks until `spin + yield`
+// has; true when done() came true. Yielding costs nothing on a quiet machine (no one else wants the
+// core) and hands the core to a runnable process on a busy one.
 template <typename Done>
-bool spin_until(Done&& done, std::chrono::microseconds budget) {
-  if (budget.count() <= 0) return done();
-  const Clock::time_point deadline = Clock::now() + budget;
+bool spin_until(Done&& done, std::chrono::microseconds spin, std::chrono::microseconds yield) {
+  if (done()) return true;
+  const Clock::time_point start = Clock::now(), spin_end = start + spin, yield_end = spin_end + yield;
   for (;;) {
     for (int i = 0; i < 64; ++i) {
       if (done()) return true;
       cpu_relax();
     }
-    if (Clock::now() >= deadline) return done();
+    if (Clock::now() >= spin_end) break;
   }
+  while (Clock::now() < yield_end) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return done();
 }
 
 // A positive integer from the environment (the first of a comma-separated list, as OMP_NUM_THREADS
@@ -100,7 +108,7 @@ int environment_threads() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-// Microseconds; ISRN_POOL_*_SPIN_US override them (for measuring, not for tuning in production).
+// Microseconds; ISRN_POOL_{WORKER,CALLER}_{SPIN,YIELD}_US override the defaults (for measuring them).
 std::chrono::microseconds spin_from_env(const char* name, int fallback) {
   const char* text = std::getenv(name);
   if (!text || !*text) return std::chrono::microseconds(fallback);
@@ -117,9 +125,17 @@ thread_local bool t_inside_job = false;
 
 class ThreadPool {
  public:
+  // Measured on bench/isrn_bench's small_cpu training step and detection, 2 threads on 2 cores. Workers
+  // that slept at once cost 30% on a quiet machine (a futex wake per kernel); spinning 200 µs or more
+  // on the CPU made the step with one core taken by another process 20-40% slower than 50 µs (the
+  // spinning worker spends the CPU time it then lacks when a job comes). A short spin followed by
+  // a long phase of yielding the core keeps both: yielding costs nothing when no one else wants the
+  // core and gives it away when someone does.
   ThreadPool()
-      : worker_spin_(spin_from_env("ISRN_POOL_WORKER_SPIN_US", 200)),
-        caller_spin_(spin_from_env("ISRN_POOL_CALLER_SPIN_US", 50)) {}
+      : worker_spin_(spin_from_env("ISRN_POOL_WORKER_SPIN_US", 20)),
+        worker_yield_(spin_from_env("ISRN_POOL_WORKER_YIELD_US", 2000)),
+        caller_spin_(spin_from_env("ISRN_POOL_CALLER_SPIN_US", 50)),
+        caller_yield_(spin_from_env("ISRN_POOL_CALLER_YIELD_US", 500)) {}
 
   // Runs the job on the pool; false (nothing run) when this thread cannot have it.
   bool try_run(int64_t chunks, cpu::detail::ChunkFn run, const void* body, int threads) {
@@ -143,7 +159,7 @@ class ThreadPool {
     t_inside_job = true;
     for (int64_t c; (c = claim_front()) >= 0;) execute(run, body, c);
     if (remaining_.load(std::memory_order_acquire) != 0 &&
-        !spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, caller_spin_)) {
+        !spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, caller_spin_, caller_yield_)) {
       caller_sleeping_.store(1, std::memory_order_seq_cst);
       for (uint32_t left; (left = remaining_.load(std::memory_order_seq_cst)) != 0;) futex_wait(remaining_, left);
       caller_sleeping_.store(0, std::memory_order_relaxed);
@@ -226,7 +242,8 @@ class ThreadPool {
         for (int64_t c; (c = claim_back()) >= 0;)
           execute(run_.load(std::memory_order_relaxed), body_.load(std::memory_order_relaxed), c);
       }
-      if (spin_until([&] { return wake_seq_.load(std::memory_order_acquire) != seen; }, worker_spin_)) continue;
+      if (spin_until([&] { return wake_seq_.load(std::memory_order_acquire) != seen; }, worker_spin_, worker_yield_))
+        continue;
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       while (wake_seq_.load(std::memory_order_seq_cst) == seen) futex_wait(wake_seq_, seen);
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
@@ -251,7 +268,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   uint32_t generation_ = 0;
   bool shut_down_ = false;
-  const std::chrono::microseconds worker_spin_, caller_spin_;
+  const std::chrono::microseconds worker_spin_, worker_yield_, caller_spin_, caller_yield_;
 
   alignas(64) std::atomic<uint64_t> claim_{0};
   std::atomic<cpu::detail::ChunkFn> run_{nullptr};
