@@ -203,6 +203,9 @@ TEST_CASE("thread_pool: parallel_chunks runs each index once and rejects more ch
   }
   CHECK_THROWS_WITH_AS(parallel_chunks(cpu::detail::kMaxChunks + 1, [](int64_t) {}),
                        doctest::Contains("[parallel] 65536 chunks exceed the pool's limit"), Error);
+  // parallel_for never asks for more: with absurdly many threads its cut stops at the limit.
+  CHECK(cpu::chunk_count(int64_t{1} << 40, 1, 1 << 20) == cpu::detail::kMaxChunks);
+  CHECK(cpu::chunk_count(int64_t{1} << 40, 1, 5) == 5 * cpu::detail::kChunksPerThread);
 }
 
 TEST_CASE("thread_pool: a call from inside a chunk runs inline on that chunk's thread and completes") {

@@ -47,12 +47,14 @@ int worker_count_for_test();
 }  // namespace detail
 
 // The number of chunks parallel_for cuts [begin, begin + length) into: as many pieces of at least
-// `grain` iterations as there are, at most kChunksPerThread per thread, one when single-threaded.
+// `grain` iterations as there are, at most kChunksPerThread per thread (and kMaxChunks), one when
+// single-threaded.
 inline int64_t chunk_count(int64_t length, int64_t grain, int threads) {
   if (length <= 0) return 0;
   if (threads <= 1) return 1;
   const int64_t pieces = length / (grain < 1 ? 1 : grain);
-  const int64_t most = static_cast<int64_t>(threads) * detail::kChunksPerThread;
+  const int64_t wanted = static_cast<int64_t>(threads) * detail::kChunksPerThread;
+  const int64_t most = wanted < detail::kMaxChunks ? wanted : detail::kMaxChunks;
   return pieces < 1 ? 1 : (pieces < most ? pieces : most);
 }
 

@@ -141,7 +141,7 @@ class ThreadPool {
   bool try_run(int64_t chunks, cpu::detail::ChunkFn run, const void* body, int threads) {
     if (t_inside_job) return false;
     std::unique_lock<std::mutex> lock(busy_, std::try_to_lock);
-    if (!lock.owns_lock() || shut_down_) return false;
+    if (!lock.owns_lock() || shut_down_.load(std::memory_order_relaxed)) return false;
     resize(threads - 1);
     if (workers_.empty()) return false;
 
@@ -176,12 +176,9 @@ class ThreadPool {
 
   // Joins the workers; later jobs run inline. Called once, at exit.
   void shut_down() {
-    if (t_inside_job) {  // exit() from inside a chunk: the job's own lock is held; leave the threads be
-      shut_down_ = true;
-      return;
-    }
+    shut_down_.store(true, std::memory_order_relaxed);
+    if (t_inside_job) return;  // exit() from inside a chunk: its job holds the lock; leave the threads be
     std::lock_guard<std::mutex> lock(busy_);
-    shut_down_ = true;
     resize(0);
   }
 
@@ -267,7 +264,7 @@ class ThreadPool {
   std::mutex busy_;  // held by the thread whose job is on the pool
   std::vector<std::thread> workers_;
   uint32_t generation_ = 0;
-  bool shut_down_ = false;
+  std::atomic<bool> shut_down_{false};
   const std::chrono::microseconds worker_spin_, worker_yield_, caller_spin_, caller_yield_;
 
   alignas(64) std::atomic<uint64_t> claim_{0};
