@@ -1,5 +1,5 @@
 // isrn_bench: Google Benchmark's main, plus the thread count the CPU kernels use in the run's context
-// (set it with OMP_NUM_THREADS; compare_pytorch.py does).
+// (set it with ISRN_NUM_THREADS or OMP_NUM_THREADS; compare_pytorch.py sets the latter).
 //
 // Two modes of its own, taken before Google Benchmark sees the arguments:
 //   isrn_bench --profile [--e2e_case=small_cpu] [--profile_steps=5] [--profile_device=cpu] [--profile_top=15]

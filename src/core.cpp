@@ -1,6 +1,5 @@
-// Errors, shapes, devices, threads, storage and the random generator: the small pieces under Tensor.
-#include <omp.h>
-
+// Errors, shapes, devices, storage and the random generator: the small pieces under Tensor. (Threads:
+// cpu/thread_pool.cpp.)
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +8,6 @@
 #include "backend.hpp"
 #include "isrn/config.hpp"
 #include "isrn/autograd/grad_mode.hpp"
-#include "isrn/core/threading.hpp"
 
 namespace isrn {
 
@@ -80,12 +78,6 @@ Device Device::parse(const std::string& text) {
 bool cuda_built() { return ISRN_WITH_CUDA != 0; }
 int cuda_device_count() { return cuda_runtime::device_count(); }
 bool cuda_available() { return cuda_device_count() > 0; }
-
-void set_num_threads(int threads) {
-  ISRN_CHECK(threads >= 1, "[set_num_threads] expects at least 1 thread, got ", threads);
-  omp_set_num_threads(threads);
-}
-int get_num_threads() { return omp_get_max_threads(); }
 
 namespace {
 thread_local bool grad_enabled = true;

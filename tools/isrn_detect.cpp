@@ -48,7 +48,7 @@ struct Options {
   double score_threshold = 0.0;
   std::optional<int64_t> max_size;
   int64_t batch = 1;
-  int threads = 0;  // 0: the OpenMP default
+  int threads = 0;  // 0: the default (ISRN_NUM_THREADS, OMP_NUM_THREADS or the number of cores)
   int warmup = 1;
 };
 
@@ -389,7 +389,8 @@ int main(int argc, char** argv) {
   app.add_option("--precision", o.precision,
                  "fp32 (default), or bf16: convolutions on bfloat16 operands (mixed precision; for GPUs)")
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  app.add_option("--threads", o.threads, "CPU threads (default: OMP_NUM_THREADS or the number of cores)")
+  app.add_option("--threads", o.threads,
+                 "CPU threads (default: ISRN_NUM_THREADS, OMP_NUM_THREADS or the number of cores)")
       ->type_name("N")
       ->check(at_least(1));
   app.add_option("--warmup", o.warmup, "untimed passes over the first readable image before timing starts (default 1)")

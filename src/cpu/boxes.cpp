@@ -1,7 +1,5 @@
 // Box kernels on the CPU: IoU matrix, delta codec, greedy NMS and anchor matching. The scalar math
 // comes from isrn/kernels/box.hpp, shared with the CUDA kernels.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -36,13 +34,14 @@ void box_iou(const Tensor& a, const Tensor& b, bool plus_one, Tensor& out) {
     T* po = out.data_ptr<T>();
     const int64_t n = ac.size(0), m = bc.size(0);
     const std::vector<T> area_b = areas_of(pb, m, plus_one);
-#pragma omp parallel for if (n * m >= kIouGrain) schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const T* box = pa + 4 * i;
-      const T area = kernels::box_area(box, plus_one);
-      for (int64_t j = 0; j < m; ++j)
-        po[i * m + j] = kernels::box_iou_with_areas(box, area, pb + 4 * j, area_b[j], plus_one);
-    }
+    parallel_for(0, n, grain_when(n * m >= kIouGrain, n), [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i) {
+        const T* box = pa + 4 * i;
+        const T area = kernels::box_area(box, plus_one);
+        for (int64_t j = 0; j < m; ++j)
+          po[i * m + j] = kernels::box_iou_with_areas(box, area, pb + 4 * j, area_b[j], plus_one);
+      }
+    });
   });
 }
 
@@ -55,8 +54,9 @@ void encode_boxes(const Tensor& boxes, const Tensor& reference, const std::array
     T* po = out.data_ptr<T>();
     const T v[4] = {T(variances[0]), T(variances[1]), T(variances[2]), T(variances[3])};
     const int64_t n = bc.size(0);
-#pragma omp parallel for if (n >= kParallelGrain) schedule(static)
-    for (int64_t i = 0; i < n; ++i) kernels::encode_box(pb + 4 * i, pr + 4 * i, v, po + 4 * i);
+    parallel_for(0, n, grain_when(n >= kParallelGrain, n), [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i) kernels::encode_box(pb + 4 * i, pr + 4 * i, v, po + 4 * i);
+    });
   });
 }
 
@@ -71,8 +71,9 @@ void decode_boxes(const Tensor& deltas, const Tensor& reference, const std::arra
     const T v[4] = {T(variances[0]), T(variances[1]), T(variances[2]), T(variances[3])};
     const T limit = static_cast<T>(max_log_scale);
     const int64_t n = dc.size(0);
-#pragma omp parallel for if (n >= kParallelGrain) schedule(static)
-    for (int64_t i = 0; i < n; ++i) kernels::decode_box(pd + 4 * i, pr + 4 * i, v, limit, po + 4 * i);
+    parallel_for(0, n, grain_when(n >= kParallelGrain, n), [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i) kernels::decode_box(pd + 4 * i, pr + 4 * i, v, limit, po + 4 * i);
+    });
   });
 }
 
@@ -119,15 +120,17 @@ Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold, bool
           if (!suppressed[j] && suppresses(i, j)) suppressed[j] = 1;
       }
       // Each later box is written by one iteration only, so the threads never race.
-#pragma omp parallel for if ((n - end) * static_cast<int64_t>(block_kept.size()) >= kIouGrain) schedule(static)
-      for (int64_t j = end; j < n; ++j) {
-        if (suppressed[j]) continue;
-        for (int64_t i : block_kept)
-          if (suppresses(i, j)) {
-            suppressed[j] = 1;
-            break;
-          }
-      }
+      const bool worth = (n - end) * static_cast<int64_t>(block_kept.size()) >= kIouGrain;
+      parallel_for(end, n, grain_when(worth, n - end), [&](int64_t first, int64_t last) {
+        for (int64_t j = first; j < last; ++j) {
+          if (suppressed[j]) continue;
+          for (int64_t i : block_kept)
+            if (suppresses(i, j)) {
+              suppressed[j] = 1;
+              break;
+            }
+        }
+      });
     }
     return from_vector(kept);
   });
@@ -149,14 +152,17 @@ void match_anchors(const Tensor& anchors, const Tensor& gt, bool plus_one, Ancho
     std::fill(gt_iou, gt_iou + num_gt, T(-1));
     std::fill(gt_anchor, gt_anchor + num_gt, int64_t{-1});
 
-#pragma omp parallel if (num_anchors * num_gt >= kIouGrain)
-    {
-      // Each thread keeps its own per-GT best over the anchors it visits, merged afterwards: the
-      // [A, G] matrix never exists and no two threads write the same per-GT slot concurrently.
-      std::vector<T> best_iou(num_gt, T(-1));
-      std::vector<int64_t> best_anchor(num_gt, -1);
-#pragma omp for schedule(static)
-      for (int64_t a = 0; a < num_anchors; ++a) {
+    // Each part (a run of anchors) keeps its own per-GT best, merged afterwards in part order: the
+    // [A, G] matrix never exists and no two parts write the same per-GT slot.
+    const int64_t parts =
+        chunk_count(num_anchors, grain_when(num_anchors * num_gt >= kIouGrain, num_anchors), get_num_threads());
+    std::vector<T> part_iou(parts * num_gt, T(-1));
+    std::vector<int64_t> part_anchor(parts * num_gt, -1);
+    parallel_chunks(parts, [&](int64_t part) {
+      T* best_iou = part_iou.data() + part * num_gt;
+      int64_t* best_anchor = part_anchor.data() + part * num_gt;
+      const int64_t last = chunk_begin(0, num_anchors, parts, part + 1);
+      for (int64_t a = chunk_begin(0, num_anchors, parts, part); a < last; ++a) {
         const T* box = pa + 4 * a;
         const T area = kernels::box_area(box, plus_one);
         T top = T(-1);
@@ -175,17 +181,17 @@ void match_anchors(const Tensor& anchors, const Tensor& gt, bool plus_one, Ancho
         anchor_max[a] = top_gt >= 0 ? top : T(0);
         anchor_arg[a] = top_gt;
       }
-#pragma omp critical(isrn_match_anchors_merge)
+    });
+    // Parts in anchor order: a later part wins only with a strictly larger IoU.
+    for (int64_t part = 0; part < parts; ++part)
       for (int64_t g = 0; g < num_gt; ++g) {
-        if (best_anchor[g] < 0) continue;
-        const bool better = best_iou[g] > gt_iou[g] ||
-                            (best_iou[g] == gt_iou[g] && (gt_anchor[g] < 0 || best_anchor[g] < gt_anchor[g]));
-        if (better) {
-          gt_iou[g] = best_iou[g];
-          gt_anchor[g] = best_anchor[g];
+        const T iou = part_iou[part * num_gt + g];
+        const int64_t anchor = part_anchor[part * num_gt + g];
+        if (anchor >= 0 && (gt_anchor[g] < 0 || iou > gt_iou[g])) {
+          gt_iou[g] = iou;
+          gt_anchor[g] = anchor;
         }
       }
-    }
     for (int64_t g = 0; g < num_gt; ++g)
       if (gt_anchor[g] < 0) gt_iou[g] = T(0);  // only when every IoU was NaN
   });

@@ -18,8 +18,6 @@
 // The input gradient of a stride-1 convolution is itself a stride-1 convolution of dy with the
 // flipped, transposed weight, and runs as one; other strides use GEMM + col2im. The weight gradient
 // reads col in place as well (gemm::gathered_rows_kernel) and transposes only dy.
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -27,6 +25,7 @@
 #include "backend.hpp"
 #include "conv_widen.hpp"
 #include "cpu/gemm.hpp"
+#include "cpu/parallel.hpp"
 
 namespace isrn::cpu {
 
@@ -83,7 +82,7 @@ struct Geometry {
 };
 
 int threads_for(const Geometry& g) {
-  const int threads = omp_get_max_threads();
+  const int threads = get_num_threads();
   return g.macs() >= kParallelMacs ? threads : 1;
 }
 
@@ -211,9 +210,10 @@ void pack_a_parallel(const T* src, int64_t rs, int64_t cs, int64_t m, int64_t de
   constexpr int64_t MR = Blocking<T>::MR;
   const int64_t panels = (m + MR - 1) / MR;
   threads = copy_threads(threads, m * depth);
-#pragma omp parallel for num_threads(threads) if (threads > 1 && panels > 1) schedule(static)
-  for (int64_t p = 0; p < panels; ++p)
-    gemm::pack_a(src + p * MR * rs, rs, cs, std::min(MR, m - p * MR), depth, dst + p * MR * depth);
+  parallel_for(0, panels, grain_when(threads > 1, panels), [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p)
+      gemm::pack_a(src + p * MR * rs, rs, cs, std::min(MR, m - p * MR), depth, dst + p * MR * depth);
+  });
 }
 
 // The weight [Co, K] as the GEMM's A: packed when it feeds at least kPackReuse column blocks.
@@ -245,19 +245,20 @@ template <typename T>
 void pad_images(const T* x, const Geometry& g, int64_t n0, int64_t count, T* padded, int threads) {
   const int64_t Wp = g.W + g.pl + g.pr, plane = (g.H + g.pt + g.pb) * Wp;
   threads = copy_threads(threads, count * g.C * plane);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t p = 0; p < count * g.C; ++p) {
-    T* dst = padded + p * plane;
-    const T* src = x + (n0 * g.C + p) * g.H * g.W;
-    std::fill_n(dst, g.pt * Wp, T(0));
-    for (int64_t h = 0; h < g.H; ++h) {
-      T* row = dst + (g.pt + h) * Wp;
-      std::fill_n(row, g.pl, T(0));
-      std::copy_n(src + h * g.W, g.W, row + g.pl);
-      std::fill_n(row + g.pl + g.W, g.pr, T(0));
+  parallel_for(0, count * g.C, grain_when(threads > 1, count * g.C), [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      T* dst = padded + p * plane;
+      const T* src = x + (n0 * g.C + p) * g.H * g.W;
+      std::fill_n(dst, g.pt * Wp, T(0));
+      for (int64_t h = 0; h < g.H; ++h) {
+        T* row = dst + (g.pt + h) * Wp;
+        std::fill_n(row, g.pl, T(0));
+        std::copy_n(src + h * g.W, g.W, row + g.pl);
+        std::fill_n(row + g.pl + g.W, g.pr, T(0));
+      }
+      std::fill_n(dst + (g.pt + g.H) * Wp, g.pb * Wp, T(0));
     }
-    std::fill_n(dst + (g.pt + g.H) * Wp, g.pb * Wp, T(0));
-  }
+  });
 }
 
 // Offsets of each tap's first input element in a padded image: c * plane + kh * dh * Wp + kw * dw.
@@ -290,30 +291,31 @@ void phase_images(const T* x, const Geometry& g, int64_t n0, int64_t count, T* o
   const Phases q = phases(g);
   const int64_t planes = count * g.sh * g.sw * g.C;
   threads = copy_threads(threads, planes * q.plane());
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t t = 0; t < planes; ++t) {
-    const int64_t c = t % g.C, pw = t / g.C % g.sw, ph = t / (g.C * g.sw) % g.sh, n = n0 + t / (g.C * g.sw * g.sh);
-    const T* src = x + (n * g.C + c) * g.H * g.W;
-    T* dst = out + t * q.plane();
-    // Phase columns j whose input column j*sw + pw - pl lies inside the image: [j_lo, j_hi).
-    const int64_t j_lo = std::clamp<int64_t>(ceil_div(g.pl - pw, g.sw), 0, q.Wq);
-    const int64_t j_hi = std::clamp<int64_t>(ceil_div(g.W + g.pl - pw, g.sw), j_lo, q.Wq);
-    for (int64_t i = 0; i < q.Hq; ++i) {
-      T* row = dst + i * q.Wq;
-      const int64_t h = i * g.sh + ph - g.pt;
-      if (h < 0 || h >= g.H) {
-        std::fill_n(row, q.Wq, T(0));
-        continue;
+  parallel_for(0, planes, grain_when(threads > 1, planes), [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t c = t % g.C, pw = t / g.C % g.sw, ph = t / (g.C * g.sw) % g.sh, n = n0 + t / (g.C * g.sw * g.sh);
+      const T* src = x + (n * g.C + c) * g.H * g.W;
+      T* dst = out + t * q.plane();
+      // Phase columns j whose input column j*sw + pw - pl lies inside the image: [j_lo, j_hi).
+      const int64_t j_lo = std::clamp<int64_t>(ceil_div(g.pl - pw, g.sw), 0, q.Wq);
+      const int64_t j_hi = std::clamp<int64_t>(ceil_div(g.W + g.pl - pw, g.sw), j_lo, q.Wq);
+      for (int64_t i = 0; i < q.Hq; ++i) {
+        T* row = dst + i * q.Wq;
+        const int64_t h = i * g.sh + ph - g.pt;
+        if (h < 0 || h >= g.H) {
+          std::fill_n(row, q.Wq, T(0));
+          continue;
+        }
+        std::fill_n(row, j_lo, T(0));
+        const T* in = src + h * g.W + j_lo * g.sw + pw - g.pl;
+        if (g.sw == 1)
+          std::copy_n(in, j_hi - j_lo, row + j_lo);
+        else
+          for (int64_t j = j_lo; j < j_hi; ++j) row[j] = in[(j - j_lo) * g.sw];
+        std::fill_n(row + j_hi, q.Wq - j_hi, T(0));
       }
-      std::fill_n(row, j_lo, T(0));
-      const T* in = src + h * g.W + j_lo * g.sw + pw - g.pl;
-      if (g.sw == 1)
-        std::copy_n(in, j_hi - j_lo, row + j_lo);
-      else
-        for (int64_t j = j_lo; j < j_hi; ++j) row[j] = in[(j - j_lo) * g.sw];
-      std::fill_n(row + j_hi, q.Wq - j_hi, T(0));
     }
-  }
+  });
 }
 
 template <typename T>
@@ -348,34 +350,36 @@ void forward_implicit(const T* x, const T* w, const T* bias, const Geometry& g, 
     const int64_t count = std::min(chunk, g.N - n0), tasks = count * bands;
     phase_images(x, g, n0, count, phased, threads);
     const int64_t splits = tasks < threads ? std::min<int64_t>(ceil_div(g.Co, MR), ceil_div(threads, tasks)) : 1;
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-    for (int64_t t = 0; t < tasks * splits; ++t) {
-      const int64_t n = t / splits / bands, oh0 = (t / splits % bands) * rows_per_task;
-      const int64_t oh1 = std::min(g.OH, oh0 + rows_per_task);
-      const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
-      if (m_begin >= m_end) continue;
-      T* y_n = y + (n0 + n) * g.Co * g.J;
-      if (bias)
-        for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(y_n + o * g.J + oh0 * g.OW, (oh1 - oh0) * g.OW, bias[o]);
-      const T* x_n = phased + n * image;
-      for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
-        const int64_t kc = std::min(KC, g.K - k0);
-        const bool accumulate = bias != nullptr || k0 > 0;
-        for (int64_t oh = oh0; oh < oh1; ++oh)
-          for (int64_t ow0 = 0; ow0 < g.OW; ow0 += NR) {
-            const T* b = x_n + oh * q.Wq + ow0;
-            const int64_t cols = std::min(NR, g.OW - ow0);
-            T* c = y_n + oh * g.OW + ow0;
-            gemm::for_each_row_panel<T>(
-                a, m_begin, m_end, k0, kc,
-                [&](auto layout, const T* ap, int64_t lda, int64_t i0, int64_t rows, int64_t d0 = 0, int64_t piece = -1) {
-                  gemm::run_micro_kernel<T, decltype(layout)::value, BLayout::Offsets>(
-                      piece < 0 ? kc : piece, ap, lda, b, offsets.data() + k0 + d0, c + i0 * g.J, g.J, rows, cols,
-                      accumulate || d0 > 0);
-                });
-          }
+    parallel_for(0, tasks * splits, grain_when(threads > 1, tasks * splits), [&](int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; ++t) {
+        const int64_t n = t / splits / bands, oh0 = (t / splits % bands) * rows_per_task;
+        const int64_t oh1 = std::min(g.OH, oh0 + rows_per_task);
+        const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
+        if (m_begin >= m_end) continue;
+        T* y_n = y + (n0 + n) * g.Co * g.J;
+        if (bias)
+          for (int64_t o = m_begin; o < m_end; ++o)
+            std::fill_n(y_n + o * g.J + oh0 * g.OW, (oh1 - oh0) * g.OW, bias[o]);
+        const T* x_n = phased + n * image;
+        for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+          const int64_t kc = std::min(KC, g.K - k0);
+          const bool accumulate = bias != nullptr || k0 > 0;
+          for (int64_t oh = oh0; oh < oh1; ++oh)
+            for (int64_t ow0 = 0; ow0 < g.OW; ow0 += NR) {
+              const T* b = x_n + oh * q.Wq + ow0;
+              const int64_t cols = std::min(NR, g.OW - ow0);
+              T* c = y_n + oh * g.OW + ow0;
+              gemm::for_each_row_panel<T>(a, m_begin, m_end, k0, kc,
+                                          [&](auto layout, const T* ap, int64_t lda, int64_t i0, int64_t rows,
+                                              int64_t d0 = 0, int64_t piece = -1) {
+                                            gemm::run_micro_kernel<T, decltype(layout)::value, BLayout::Offsets>(
+                                                piece < 0 ? kc : piece, ap, lda, b, offsets.data() + k0 + d0,
+                                                c + i0 * g.J, g.J, rows, cols, accumulate || d0 > 0);
+                                          });
+            }
+        }
       }
-    }
+    });
   }
 }
 
@@ -390,11 +394,9 @@ void forward_tiled(const T* x, const T* w, const T* bias, const Geometry& g, T* 
   // Too few tiles for the threads (small maps, deep weights): split the output channels as well.
   const int64_t splits = tasks < threads ? std::min<int64_t>(ceil_div(g.Co, MR), ceil_div(threads, tasks)) : 1;
   const bool pointwise = g.is_pointwise();
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
+  parallel_for(0, tasks * splits, grain_when(threads > 1, tasks * splits), [&](int64_t first, int64_t last) {
     T* packed_cols = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(g.K, cols));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks * splits; ++t) {
+    for (int64_t t = first; t < last; ++t) {
       const int64_t task = t / splits;
       const int64_t n = task / tiles, j0 = (task % tiles) * cols, width = std::min(cols, g.J - j0);
       const auto [m_begin, m_end] = row_range(t % splits, splits, g.Co, MR);
@@ -409,7 +411,7 @@ void forward_tiled(const T* x, const T* w, const T* bias, const Geometry& g, T* 
         for (int64_t o = m_begin; o < m_end; ++o) std::fill_n(out + o * g.J, width, bias[o]);
       gemm::multiply(a, packed_cols, m_begin, m_end, width, g.K, out, g.J, bias != nullptr);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -435,10 +437,11 @@ bool backward_input_as_forward(const T* gy, const T* w, const Geometry& g, T* gx
   const int64_t taps = g.taps();
   T* wt = gemm::scratch<T>(kTile, g.Co * g.K);
   const int threads = copy_threads(threads_for(g), g.Co * g.K);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t co = 0; co < g.Co; ++co)
-      for (int64_t t = 0; t < taps; ++t) wt[(c * g.Co + co) * taps + t] = w[(co * g.C + c) * taps + taps - 1 - t];
+  parallel_for(0, g.C, grain_when(threads > 1, g.C), [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c)
+      for (int64_t co = 0; co < g.Co; ++co)
+        for (int64_t t = 0; t < taps; ++t) wt[(c * g.Co + co) * taps + t] = w[(co * g.C + c) * taps + taps - 1 - t];
+  });
   forward_core(gy, wt, static_cast<const T*>(nullptr), fg, gx);
   return true;
 }
@@ -467,18 +470,18 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
   for (int64_t gi = 0; gi < groups; ++gi)
     offset[gi + 1] = offset[gi] + gemm::packed_a_size<T>((std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps(), g.Co);
   T* packed_w = gemm::scratch<T>(kPackedWeight, offset[groups]);
-#pragma omp parallel for num_threads(threads) if (threads > 1 && groups > 1 && g.K * g.Co >= kParallelCopy) schedule(static)
-  for (int64_t gi = 0; gi < groups; ++gi) {
-    const int64_t r0 = gi * group_rows, rows = (std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps();
-    gemm::pack_a(w + r0, int64_t{1}, g.K, rows, g.Co, packed_w + offset[gi]);
-  }
+  const bool pack_in_parallel = threads > 1 && g.K * g.Co >= kParallelCopy;
+  parallel_for(0, groups, grain_when(pack_in_parallel, groups), [&](int64_t first, int64_t last) {
+    for (int64_t gi = first; gi < last; ++gi) {
+      const int64_t r0 = gi * group_rows, rows = (std::min(g.C, (gi + 1) * per_group) - gi * per_group) * g.taps();
+      gemm::pack_a(w + r0, int64_t{1}, g.K, rows, g.Co, packed_w + offset[gi]);
+    }
+  });
 
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
+  parallel_for(0, g.N * groups, grain_when(threads > 1, g.N * groups), [&](int64_t first, int64_t last) {
     T* packed_gy = gemm::scratch<T>(kColumns, gemm::packed_b_size<T>(g.Co, cols));
     T* tile = gemm::scratch<T>(kTile, group_rows * cols);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < g.N * groups; ++t) {
+    for (int64_t t = first; t < last; ++t) {
       const int64_t n = t / groups, gi = t % groups;
       const int64_t c0 = gi * per_group, c1 = std::min(g.C, c0 + per_group), rows = (c1 - c0) * g.taps();
       const AOperand<T> a = AOperand<T>::packed_panels(packed_w + offset[gi], g.Co);
@@ -492,7 +495,7 @@ void backward_input_col2im(const T* gy, const T* w, const Geometry& g, T* gx) {
         col2im_add(tile, cols, g, c0, c1, j0, width, gx_n);
       }
     }
-  }
+  });
 }
 
 // dst[j * width + c] = src[c * J + j] for j in [j0, j1), c < cols; lanes c >= cols are zero.
@@ -545,19 +548,20 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
       images = padded;
     }
     const int transpose_threads = copy_threads(threads, count * co_padded * g.J);
-#pragma omp parallel for num_threads(transpose_threads) if (transpose_threads > 1) schedule(static)
-    for (int64_t t = 0; t < count * co_panels * j_pieces; ++t) {
-      const int64_t n = t / (co_panels * j_pieces), q = t / j_pieces % co_panels, piece = t % j_pieces;
-      transpose_rows(gy + ((n0 + n) * g.Co + q * width) * g.J, g.J, std::min(width, g.Co - q * width), width,
-                     piece * kTransposeGrain, std::min(g.J, (piece + 1) * kTransposeGrain),
-                     dy_t + (n * co_panels + q) * width * g.J);
-    }
-    // Each thread owns a contiguous run of blocks (channel panel major, so its blocks share dy
-    // panels) and walks the images' output rows in bands, every block of the run consuming a band
-    // while its piece of dy_t is still in L2; the blocks' sums wait in per-thread tiles.
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-      const int64_t blocks = co_panels * tap_panels, team = omp_get_num_threads(), me = omp_get_thread_num();
+    const int64_t transposes = count * co_panels * j_pieces;
+    parallel_for(0, transposes, grain_when(transpose_threads > 1, transposes), [&](int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; ++t) {
+        const int64_t n = t / (co_panels * j_pieces), q = t / j_pieces % co_panels, piece = t % j_pieces;
+        transpose_rows(gy + ((n0 + n) * g.Co + q * width) * g.J, g.J, std::min(width, g.Co - q * width), width,
+                       piece * kTransposeGrain, std::min(g.J, (piece + 1) * kTransposeGrain),
+                       dy_t + (n * co_panels + q) * width * g.J);
+      }
+    });
+    // Each piece (one per thread) owns a contiguous run of blocks (channel panel major, so its blocks
+    // share dy panels) and walks the images' output rows in bands, every block of the run consuming a
+    // band while its piece of dy_t is still in L2; the blocks' sums wait in the running thread's tiles.
+    parallel_chunks(threads, [&](int64_t me) {
+      const int64_t blocks = co_panels * tap_panels, team = threads;
       const int64_t b0 = me * blocks / team, b1 = (me + 1) * blocks / team;
       T* tiles = gemm::scratch<T>(kTile, std::max<int64_t>(b1 - b0, 1) * MR * NR);
       for (int64_t n = 0; n < count; ++n) {
@@ -591,7 +595,7 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
             for (int64_t r = 0; r < rows; ++r) out[r] += tile[r * width + c];
         }
       }
-    }
+    });
   }
 }
 

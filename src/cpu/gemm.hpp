@@ -292,7 +292,7 @@ void pack_b(const T* src, int64_t row_stride, int64_t col_stride, int64_t depth,
   }
 }
 
-// Per-thread scratch that outlives a call (OpenMP's worker threads persist), so tiles and packed
+// Per-thread scratch that outlives a call (the pool's worker threads persist), so tiles and packed
 // operands are not allocated and page-faulted afresh on every call. Contents are undefined on entry.
 template <typename T>
 T* scratch(int slot, int64_t count) {

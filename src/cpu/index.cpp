@@ -1,9 +1,7 @@
 // CPU kernels of the indexing ops. Indices are int32 or int64 and are bounds-checked here: the
 // front ends cannot read indices that live on a GPU without a synchronisation, so the check belongs
-// to the kernel. A bad index is noted inside the parallel loop and raised after it (an exception
-// must not cross an OpenMP region).
-#include <omp.h>
-
+// to the kernel. A bad index is noted inside the parallel loop and raised after it, so that every
+// other position is still written as it would be on one thread.
 #include <algorithm>
 #include <atomic>
 #include <vector>
@@ -101,10 +99,16 @@ void index_select(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out
       using T = decltype(tag);
       const T* px = x.data_ptr<T>();
       T* po = out.data_ptr<T>();
-#pragma omp parallel for collapse(2) if (worth_threads(n * positions)) schedule(static)
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t p = 0; p < positions; ++p)
+      parallel_for(0, n * positions, kParallelGrain, [&](int64_t first, int64_t last) {
+        int64_t i = first / positions, p = first % positions;
+        for (int64_t t = first; t < last; ++t) {
           po[out_off[p] + i * out_step] = px[x_off[p] + static_cast<int64_t>(idx[i * idx_step]) * x_step];
+          if (++p == positions) {
+            p = 0;
+            ++i;
+          }
+        }
+      });
     });
   });
 }
@@ -126,10 +130,11 @@ void index_add(const Tensor& grad_out, int64_t dim, const Tensor& index, Tensor&
       using T = decltype(tag);
       const T* pg = grad_out.data_ptr<T>();
       T* px = grad_x.data_ptr<T>();
-#pragma omp parallel for if (worth_threads(n * positions)) schedule(static)
-      for (int64_t p = 0; p < positions; ++p)
-        for (int64_t i = 0; i < n; ++i)
-          px[gx_off[p] + static_cast<int64_t>(idx[i * idx_step]) * gx_step] += pg[go_off[p] + i * go_step];
+      parallel_for(0, positions, grain_for(n, kParallelGrain), [&](int64_t first, int64_t last) {
+        for (int64_t p = first; p < last; ++p)
+          for (int64_t i = 0; i < n; ++i)
+            px[gx_off[p] + static_cast<int64_t>(idx[i * idx_step]) * gx_step] += pg[go_off[p] + i * go_step];
+      });
     });
   });
 }
@@ -151,9 +156,13 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out) {
       using T = decltype(tag);
       const T* px = x.data_ptr<T>();
       T* po = out.data_ptr<T>();
-#pragma omp parallel for collapse(2) if (worth_threads(n * positions)) schedule(static)
-      for (int64_t p = 0; p < positions; ++p)
-        for (int64_t i = 0; i < n; ++i) {
+      parallel_for(0, positions * n, kParallelGrain, [&](int64_t first, int64_t last) {
+        int64_t p = first / n, i = first % n;
+        for (int64_t t = first; t < last; ++t, ++i) {
+          if (i == n) {
+            i = 0;
+            ++p;
+          }
           const int64_t v = idx[idx_off[p] + i * idx_step];
           if (v < 0 || v >= size) {
             bad.note(v);
@@ -161,6 +170,7 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out) {
           }
           po[out_off[p] + i * out_step] = px[x_off[p] + v * x_step];
         }
+      });
     });
     bad.raise_if_seen("gather", dim, size);
   });
@@ -185,16 +195,17 @@ void scatter_add(const Tensor& grad_out, int64_t dim, const Tensor& index, Tenso
       using T = decltype(tag);
       const T* pg = grad_out.data_ptr<T>();
       T* px = grad_x.data_ptr<T>();
-#pragma omp parallel for if (worth_threads(n * positions)) schedule(static)
-      for (int64_t p = 0; p < positions; ++p)
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t v = idx[idx_off[p] + i * idx_step];
-          if (v < 0 || v >= size) {
-            bad.note(v);
-            continue;
+      parallel_for(0, positions, grain_for(n, kParallelGrain), [&](int64_t first, int64_t last) {
+        for (int64_t p = first; p < last; ++p)
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t v = idx[idx_off[p] + i * idx_step];
+            if (v < 0 || v >= size) {
+              bad.note(v);
+              continue;
+            }
+            px[gx_off[p] + v * gx_step] += pg[go_off[p] + i * go_step];
           }
-          px[gx_off[p] + v * gx_step] += pg[go_off[p] + i * go_step];
-        }
+      });
     });
     bad.raise_if_seen("scatter_add", dim, size);
   });
@@ -205,24 +216,22 @@ void scatter_add(const Tensor& grad_out, int64_t dim, const Tensor& index, Tenso
 Tensor nonzero_flat(const Tensor& mask) {
   const int64_t n = mask.numel();
   const bool* pm = mask.data_ptr<bool>();
-  const int64_t threads = omp_get_max_threads();
+  const int64_t threads = get_num_threads();
   const int64_t chunks = worth_threads(n) ? std::clamp<int64_t>(n / kParallelGrain, 1, threads) : 1;
   std::vector<int64_t> counts(static_cast<size_t>(chunks) + 1, 0);
-#pragma omp parallel for if (chunks > 1) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
+  parallel_chunks(chunks, [&](int64_t c) {
     int64_t count = 0;
     for (int64_t i = c * n / chunks, end = (c + 1) * n / chunks; i < end; ++i) count += pm[i] ? 1 : 0;
     counts[static_cast<size_t>(c) + 1] = count;
-  }
+  });
   for (int64_t c = 0; c < chunks; ++c) counts[c + 1] += counts[c];
   Tensor out = empty({counts[chunks]}, TensorOptions(DType::Int64));
   int64_t* po = out.data_ptr<int64_t>();
-#pragma omp parallel for if (chunks > 1) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
+  parallel_chunks(chunks, [&](int64_t c) {
     int64_t at = counts[c];
     for (int64_t i = c * n / chunks, end = (c + 1) * n / chunks; i < end; ++i)
       if (pm[i]) po[at++] = i;
-  }
+  });
   return out;
 }
 

@@ -1,7 +1,5 @@
 // The fused sigmoid focal loss on the CPU: one pass over the elements writes the loss (elementwise or
 // summed) and, when asked, d loss / d logits, from the formula in isrn/kernels/focal.hpp.
-#include <omp.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -35,18 +33,20 @@ void focal_impl(const Tensor& logits, const Tensor& targets, const Tensor& weigh
 
   const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
   std::vector<double> partial(elementwise ? 0 : chunks, 0.0);
-#pragma omp parallel for if (n >= kParallelGrain && chunks > 1) schedule(static)
-  for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t begin = k * kSumChunk, end = std::min(n, begin + kSumChunk);
-    double total = 0.0;
-    for (int64_t i = begin; i < end; ++i) {
-      const auto terms = kernels::sigmoid_focal_terms<WithGrad, T>(px[i], pt[i], pw ? pw[i] : T(1), a, g);
-      if (elementwise) ploss[i] = terms.loss;
-      else total += static_cast<double>(terms.loss);
-      if constexpr (WithGrad) pgrad[i] = terms.grad;
+  // Partial sums by chunk index, added in that order below.
+  parallel_for(0, chunks, grain_when(n >= kParallelGrain, chunks), [&](int64_t first, int64_t last) {
+    for (int64_t k = first; k < last; ++k) {
+      const int64_t begin = k * kSumChunk, end = std::min(n, begin + kSumChunk);
+      double total = 0.0;
+      for (int64_t i = begin; i < end; ++i) {
+        const auto terms = kernels::sigmoid_focal_terms<WithGrad, T>(px[i], pt[i], pw ? pw[i] : T(1), a, g);
+        if (elementwise) ploss[i] = terms.loss;
+        else total += static_cast<double>(terms.loss);
+        if constexpr (WithGrad) pgrad[i] = terms.grad;
+      }
+      if (!elementwise) partial[k] = total;
     }
-    if (!elementwise) partial[k] = total;
-  }
+  });
   if (!elementwise) {
     double total = 0.0;
     for (double p : partial) total += p;

@@ -2,7 +2,8 @@
 // a trans flag becomes .transpose() on the map, which Eigen's packing reads directly, so no
 // operand is copied. A matrix whose elements are not unit-stride within a row (which the front end
 // never passes) is made contiguous first, because Eigen's fast path needs unit inner stride.
-#include <omp.h>
+// Eigen runs single-threaded here (it threads only under OpenMP, which isrn does not use): large
+// products are split into blocks of output rows or columns on isrn's pool instead.
 
 // GCC 12 reports a false "may be used uninitialized" inside the AVX-512 intrinsics that Eigen's
 // GEMM packing instantiates (the intrinsics' own undefined-register idiom); it is not in isrn code.
@@ -11,6 +12,7 @@
 #include <Eigen/Core>
 
 #include "backend.hpp"
+#include "cpu/parallel.hpp"
 
 namespace isrn::cpu {
 
@@ -44,24 +46,43 @@ bool unit_inner_stride(const Tensor& t) {
   return (t.size(2) == 1 || t.stride(2) == 1) && (t.size(1) == 1 || t.stride(1) >= t.size(2));
 }
 
+// Products of at least this many multiply-adds (about 10 µs on one core) use the threads.
+constexpr int64_t kParallelMacs = int64_t{1} << 20;
+// The least output rows (or columns) in a block: each block packs the whole other operand again.
+constexpr int64_t kMinBlockExtent = 32;
+
 template <typename T, bool TransA, bool TransB>
 void gemm_batches(const Batch<T>& a, const Batch<T>& b, Tensor& out) {
   const int64_t batch = out.size(0), m = out.size(1), n = out.size(2);
   T* po = out.data_ptr<T>();
-  auto one = [&](int64_t i) {
-    OutMap<T> c(po + i * m * n, m, n);
+  // Rows [r0, r0 + rows) and columns [c0, c0 + cols) of product i: op(A) rows times op(B) columns.
+  auto block = [&](int64_t i, int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
+    auto c = OutMap<T>(po + i * m * n, m, n).block(r0, c0, rows, cols);
     const auto ma = a.matrix(i);
     const auto mb = b.matrix(i);
-    if constexpr (TransA && TransB) c.noalias() = ma.transpose() * mb.transpose();
-    else if constexpr (TransA) c.noalias() = ma.transpose() * mb;
-    else if constexpr (TransB) c.noalias() = ma * mb.transpose();
-    else c.noalias() = ma * mb;
+    if constexpr (TransA && TransB)
+      c.noalias() = ma.middleCols(r0, rows).transpose() * mb.middleRows(c0, cols).transpose();
+    else if constexpr (TransA) c.noalias() = ma.middleCols(r0, rows).transpose() * mb.middleCols(c0, cols);
+    else if constexpr (TransB) c.noalias() = ma.middleRows(r0, rows) * mb.middleRows(c0, cols).transpose();
+    else c.noalias() = ma.middleRows(r0, rows) * mb.middleCols(c0, cols);
   };
   const int64_t k = TransA ? a.rows : a.cols;
-  // Small matrices in a large batch: one GEMM per thread. Otherwise Eigen threads each GEMM itself.
-  const bool per_thread = batch > 1 && m * n * k < (int64_t{1} << 18) && batch * m * n * k >= (int64_t{1} << 20);
-#pragma omp parallel for if (per_thread) schedule(static)
-  for (int64_t i = 0; i < batch; ++i) one(i);
+  // Small matrices in a large batch: whole products are the parallel tasks.
+  const bool per_product = batch > 1 && m * n * k < (int64_t{1} << 18) && batch * m * n * k >= kParallelMacs;
+  if (per_product) {
+    parallel_for(0, batch, 1, [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i) block(i, 0, m, 0, n);
+    });
+    return;
+  }
+  // Otherwise each large product is split along its longer output side.
+  const bool large = m * n * k >= kParallelMacs;
+  for (int64_t i = 0; i < batch; ++i) {
+    if (m >= n)
+      parallel_for(0, m, large ? kMinBlockExtent : m, [&](int64_t r0, int64_t r1) { block(i, r0, r1 - r0, 0, n); });
+    else
+      parallel_for(0, n, large ? kMinBlockExtent : n, [&](int64_t c0, int64_t c1) { block(i, 0, m, c0, c1 - c0); });
+  }
 }
 
 }  // namespace

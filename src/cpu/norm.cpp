@@ -1,8 +1,6 @@
 // GroupNorm on the CPU. Statistics and gradient sums accumulate in double over fixed-size chunks whose
 // partial sums are combined in chunk order, so results do not depend on the thread count, and a few
 // large groups (batch 1 at high resolution) still spread over every core.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -43,11 +41,12 @@ template <typename Fn>
 void for_each_chunk(int64_t segments, int64_t length, Fn&& task) {
   const int64_t per_segment = std::max<int64_t>(1, (length + kChunk - 1) / kChunk);
   const int64_t tasks = segments * per_segment;
-#pragma omp parallel for if (segments * length >= kNormParallelGrain && tasks > 1) schedule(static)
-  for (int64_t t = 0; t < tasks; ++t) {
-    const int64_t s = t / per_segment, k = t % per_segment;
-    task(s, k * kChunk, std::min(length, (k + 1) * kChunk), t);
-  }
+  parallel_for(0, tasks, grain_when(segments * length >= kNormParallelGrain, tasks), [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t s = t / per_segment, k = t % per_segment;
+      task(s, k * kChunk, std::min(length, (k + 1) * kChunk), t);
+    }
+  });
 }
 
 // dy where the fused ReLU passed its input (y > 0), else 0. Written as a mask multiply: GCC keeps a

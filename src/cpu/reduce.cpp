@@ -1,4 +1,4 @@
-#include <omp.h>
+#include <vector>
 
 #include "backend.hpp"
 #include "cpu/strided.hpp"
@@ -28,39 +28,44 @@ void reduce_rows(ReduceOp op, const Tensor& x, Tensor& values, Tensor& indices) 
       return total;
     };
     if (op == ReduceOp::Sum && m < get_num_threads() && n >= 2 * kParallelGrain) {
-      // Few long rows: split each row across threads, one piece each.
+      // Few long rows: split each row across threads, one piece each, the pieces' sums added in
+      // piece order (the same bits on every run).
       const int64_t pieces = get_num_threads();
+      std::vector<Acc> partial(static_cast<size_t>(pieces));
       for (int64_t r = 0; r < m; ++r) {
-        Acc total = 0;
         const T* row = px + r * n;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-        for (int64_t p = 0; p < pieces; ++p) total += row_sum(row + p * n / pieces, (p + 1) * n / pieces - p * n / pieces);
+        parallel_chunks(pieces, [&](int64_t p) {
+          partial[p] = row_sum(row + p * n / pieces, (p + 1) * n / pieces - p * n / pieces);
+        });
+        Acc total = 0;
+        for (const Acc& part : partial) total += part;
         pv[r] = static_cast<T>(total);
       }
       return;
     }
-#pragma omp parallel for if (m * n >= 2 * kParallelGrain) schedule(static)
-    for (int64_t r = 0; r < m; ++r) {
-      const T* row = px + r * n;
-      if (op == ReduceOp::Sum) {
-        pv[r] = static_cast<T>(row_sum(row, n));
-      } else {
-        // NaN wins (as PyTorch); otherwise the first extremum.
-        int64_t best = 0;
-        T bv = row[0];
-        for (int64_t j = 1; j < n; ++j) {
-          const T v = row[j];
-          if (bv != bv) break;
-          const bool better = op == ReduceOp::Max ? (v > bv || v != v) : (v < bv || v != v);
-          if (better) {
-            bv = v;
-            best = j;
+    parallel_for(0, m, grain_for(n, kParallelGrain), [&](int64_t first, int64_t last) {
+      for (int64_t r = first; r < last; ++r) {
+        const T* row = px + r * n;
+        if (op == ReduceOp::Sum) {
+          pv[r] = static_cast<T>(row_sum(row, n));
+        } else {
+          // NaN wins (as PyTorch); otherwise the first extremum.
+          int64_t best = 0;
+          T bv = row[0];
+          for (int64_t j = 1; j < n; ++j) {
+            const T v = row[j];
+            if (bv != bv) break;
+            const bool better = op == ReduceOp::Max ? (v > bv || v != v) : (v < bv || v != v);
+            if (better) {
+              bv = v;
+              best = j;
+            }
           }
+          pv[r] = bv;
+          if (pi) pi[r] = best;
         }
-        pv[r] = bv;
-        if (pi) pi[r] = best;
       }
-    }
+    });
   });
 }
 

@@ -62,18 +62,20 @@ template <typename T>
 void bilinear_forward(const T* x, int64_t planes, int64_t H, int64_t W, T* y, int64_t OH, int64_t OW,
                       bool align_corners) {
   const AxisTable<T> th = bilinear_table<T>(H, OH, align_corners), tw = bilinear_table<T>(W, OW, align_corners);
-#pragma omp parallel for if (planes * OH * OW >= 2 * kParallelGrain) schedule(static)
-  for (int64_t r = 0; r < planes * OH; ++r) {
-    const int64_t p = r / OH, oh = r % OH;
-    const T* row0 = x + (p * H + th.i0[oh]) * W;
-    const T* row1 = x + (p * H + th.i1[oh]) * W;
-    const T a0 = th.l0[oh], a1 = th.l1[oh];
-    T* out = y + r * OW;
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const int64_t w0 = tw.i0[ow], w1 = tw.i1[ow];
-      out[ow] = a0 * (tw.l0[ow] * row0[w0] + tw.l1[ow] * row0[w1]) + a1 * (tw.l0[ow] * row1[w0] + tw.l1[ow] * row1[w1]);
+  parallel_for(0, planes * OH, grain_for(OW, kParallelGrain), [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      const int64_t p = r / OH, oh = r % OH;
+      const T* row0 = x + (p * H + th.i0[oh]) * W;
+      const T* row1 = x + (p * H + th.i1[oh]) * W;
+      const T a0 = th.l0[oh], a1 = th.l1[oh];
+      T* out = y + r * OW;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = tw.i0[ow], w1 = tw.i1[ow];
+        out[ow] = a0 * (tw.l0[ow] * row0[w0] + tw.l1[ow] * row0[w1]) +
+                  a1 * (tw.l0[ow] * row1[w0] + tw.l1[ow] * row1[w1]);
+      }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -81,49 +83,52 @@ void bilinear_backward(const T* gy, int64_t planes, int64_t H, int64_t W, T* gx,
                        bool align_corners) {
   const AxisTable<T> th = bilinear_table<T>(H, OH, align_corners), tw = bilinear_table<T>(W, OW, align_corners);
   // Several outputs feed one input within a plane, none across planes: planes are the race-free unit.
-#pragma omp parallel for if (planes * OH * OW >= 2 * kParallelGrain) schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    T* plane = gx + p * H * W;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      T* row0 = plane + th.i0[oh] * W;
-      T* row1 = plane + th.i1[oh] * W;
-      const T a0 = th.l0[oh], a1 = th.l1[oh];
-      const T* g = gy + (p * OH + oh) * OW;
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = tw.i0[ow], w1 = tw.i1[ow];
-        const T top = a0 * g[ow], bottom = a1 * g[ow];
-        row0[w0] += tw.l0[ow] * top;
-        row0[w1] += tw.l1[ow] * top;
-        row1[w0] += tw.l0[ow] * bottom;
-        row1[w1] += tw.l1[ow] * bottom;
+  parallel_for(0, planes, grain_for(OH * OW, kParallelGrain), [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      T* plane = gx + p * H * W;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        T* row0 = plane + th.i0[oh] * W;
+        T* row1 = plane + th.i1[oh] * W;
+        const T a0 = th.l0[oh], a1 = th.l1[oh];
+        const T* g = gy + (p * OH + oh) * OW;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t w0 = tw.i0[ow], w1 = tw.i1[ow];
+          const T top = a0 * g[ow], bottom = a1 * g[ow];
+          row0[w0] += tw.l0[ow] * top;
+          row0[w1] += tw.l1[ow] * top;
+          row1[w0] += tw.l0[ow] * bottom;
+          row1[w1] += tw.l1[ow] * bottom;
+        }
       }
     }
-  }
+  });
 }
 
 template <typename T>
 void nearest_forward(const T* x, int64_t planes, int64_t H, int64_t W, T* y, int64_t OH, int64_t OW) {
   const std::vector<int64_t> ih = nearest_table(H, OH), iw = nearest_table(W, OW);
-#pragma omp parallel for if (planes * OH * OW >= 2 * kParallelGrain) schedule(static)
-  for (int64_t r = 0; r < planes * OH; ++r) {
-    const int64_t p = r / OH, oh = r % OH;
-    const T* row = x + (p * H + ih[oh]) * W;
-    T* out = y + r * OW;
-    for (int64_t ow = 0; ow < OW; ++ow) out[ow] = row[iw[ow]];
-  }
+  parallel_for(0, planes * OH, grain_for(OW, kParallelGrain), [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      const int64_t p = r / OH, oh = r % OH;
+      const T* row = x + (p * H + ih[oh]) * W;
+      T* out = y + r * OW;
+      for (int64_t ow = 0; ow < OW; ++ow) out[ow] = row[iw[ow]];
+    }
+  });
 }
 
 template <typename T>
 void nearest_backward(const T* gy, int64_t planes, int64_t H, int64_t W, T* gx, int64_t OH, int64_t OW) {
   const std::vector<int64_t> ih = nearest_table(H, OH), iw = nearest_table(W, OW);
-#pragma omp parallel for if (planes * OH * OW >= 2 * kParallelGrain) schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      T* row = gx + (p * H + ih[oh]) * W;
-      const T* g = gy + (p * OH + oh) * OW;
-      for (int64_t ow = 0; ow < OW; ++ow) row[iw[ow]] += g[ow];
+  parallel_for(0, planes, grain_for(OH * OW, kParallelGrain), [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        T* row = gx + (p * H + ih[oh]) * W;
+        const T* g = gy + (p * OH + oh) * OW;
+        for (int64_t ow = 0; ow < OW; ++ow) row[iw[ow]] += g[ow];
+      }
     }
-  }
+  });
 }
 
 }  // namespace

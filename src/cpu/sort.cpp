@@ -5,8 +5,6 @@
 // themselves, -0 and +0 too) keep index order: the sort is stable and topk breaks ties by the lower
 // index. topk therefore compares (value, index) pairs, a total order, which makes the selection
 // exact with nth_element and the result independent of the algorithm.
-#include <omp.h>
-
 #include <algorithm>
 #include <numeric>
 #include <vector>
@@ -38,13 +36,11 @@ bool descending_before(T a, T b) {
 
 template <typename Fn>
 void for_each_row_parallel(int64_t m, int64_t n, Fn&& fn) {
-  // Scratch index buffers are per row; threads pay off once there is real work in total.
-#pragma omp parallel if (m > 1 && m * n >= 2 * kParallelGrain)
-  {
+  // One scratch index buffer per chunk of rows; threads pay off once there is real work in total.
+  parallel_for(0, m, grain_when(m * n >= 2 * kParallelGrain, m), [&](int64_t first, int64_t last) {
     std::vector<int64_t> order(static_cast<size_t>(n));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < m; ++r) fn(r, order);
-  }
+    for (int64_t r = first; r < last; ++r) fn(r, order);
+  });
 }
 
 }  // namespace

@@ -1,11 +1,10 @@
 #pragma once
 // Strided iteration for CPU elementwise kernels: coalesces dimensions, then hands rows of the
 // innermost dimension to a row function, in parallel when the work is large enough to pay for it.
-#include <omp.h>
-
 #include <array>
 #include <cstdint>
 
+#include "cpu/parallel.hpp"
 #include "isrn/tensor.hpp"
 
 namespace isrn::cpu {
@@ -58,35 +57,33 @@ void for_each_row(const Shape& shape, const std::array<const Tensor*, N>& operan
   for (size_t i = 0; i < N; ++i) inner_stride[i] = st[i][nd - 1] * esize[i];
 
   if (nd == 1) {  // one long row: split it into chunks across threads
-    const int64_t chunks = total >= 2 * kParallelGrain ? (total + kParallelGrain - 1) / kParallelGrain : 1;
-#pragma omp parallel for if (chunks > 1) schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t begin = c * total / chunks, end = (c + 1) * total / chunks;
+    parallel_for(0, total, kParallelGrain, [&](int64_t begin, int64_t end) {
       RowView<N> v;
       for (size_t i = 0; i < N; ++i) {
         v.data[i] = base[i] + begin * inner_stride[i];
         v.stride[i] = inner_stride[i];
       }
       row(v, end - begin);
-    }
+    });
     return;
   }
   const int64_t outer = total / inner;
-#pragma omp parallel for if (total >= 2 * kParallelGrain) schedule(static)
-  for (int64_t o = 0; o < outer; ++o) {
-    RowView<N> v;
-    for (size_t i = 0; i < N; ++i) {
-      v.data[i] = base[i];
-      v.stride[i] = inner_stride[i];
+  parallel_for(0, outer, grain_for(inner, kParallelGrain), [&](int64_t first, int64_t last) {
+    for (int64_t o = first; o < last; ++o) {
+      RowView<N> v;
+      for (size_t i = 0; i < N; ++i) {
+        v.data[i] = base[i];
+        v.stride[i] = inner_stride[i];
+      }
+      int64_t rem = o;
+      for (int d = nd - 2; d >= 0; --d) {
+        const int64_t idx = rem % sz[d];
+        rem /= sz[d];
+        for (size_t i = 0; i < N; ++i) v.data[i] += idx * st[i][d] * esize[i];
+      }
+      row(v, inner);
     }
-    int64_t rem = o;
-    for (int d = nd - 2; d >= 0; --d) {
-      const int64_t idx = rem % sz[d];
-      rem /= sz[d];
-      for (size_t i = 0; i < N; ++i) v.data[i] += idx * st[i][d] * esize[i];
-    }
-    row(v, inner);
-  }
+  });
 }
 
 // True when every operand of the row is densely packed (stride == element size).
