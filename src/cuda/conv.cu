@@ -472,7 +472,7 @@ namespace own {
 
 void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias, const Conv2dParams& params,
                     Tensor& y) {
-  if (detail::convolve_widened(x_in, weight_in, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::convolve_widened(x_in, weight_in, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         own::conv2d_forward(a, b, Tensor(), params, out);  // a bfloat16 convolution has no bias (kernel_list.inc)
       }))
     return;
@@ -494,7 +494,7 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
 
 void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, const Conv2dParams& params,
                            Tensor& grad_x) {
-  if (detail::convolve_widened(grad_y_in, weight_in, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::convolve_widened(grad_y_in, weight_in, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         own::conv2d_backward_input(a, b, params, out);
       }))
     return;
@@ -514,7 +514,7 @@ void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, con
 }
 
 void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const Conv2dParams& params, Tensor& grad_w) {
-  if (detail::convolve_widened(grad_y_in, x_in, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::convolve_widened(grad_y_in, x_in, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         own::conv2d_backward_weight(a, b, params, out);
       }))
     return;
