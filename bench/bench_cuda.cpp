@@ -210,6 +210,40 @@ void register_all() {
                   conv_flops(c, p));
       });
     }
+    // Mixed precision's convolutions: bfloat16 operands and results, float32 accumulation, on cuDNN's tensor
+    // cores (the own kernels only widen bfloat16 to float32, so they are not timed here).
+    const DType bf = DType::BFloat16;
+    auto setup_bf16 = [](benchmark::State& s) {
+      if (!cuda_available()) {
+        s.SkipWithError("no CUDA GPU present");
+        return false;
+      }
+      if (!cuda::conv_cudnn_built()) {
+        s.SkipWithError("built without cuDNN");
+        return false;
+      }
+      cuda::set_conv_backend(cuda::ConvBackend::Cudnn);
+      return true;
+    };
+    reg(std::string("cuda/conv_fwd_bf16/cudnn/") + c.name, [=](benchmark::State& s) {
+      if (!setup_bf16(s)) return;
+      Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8).to(bf);
+      Tensor w = mul(gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9), 0.05).to(bf);
+      time_cuda(s, [&] { (void)conv2d(x, w, Tensor(), p); }, 0, conv_flops(c, p));
+    });
+    reg(std::string("cuda/conv_bwd_input_bf16/cudnn/") + c.name, [=](benchmark::State& s) {
+      if (!setup_bf16(s)) return;
+      Tensor w = gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9).to(bf);
+      Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12).to(bf);
+      time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, {c.n, c.c_in, c.h, c.w}, p); }, 0, conv_flops(c, p));
+    });
+    reg(std::string("cuda/conv_bwd_weight_bf16/cudnn/") + c.name, [=](benchmark::State& s) {
+      if (!setup_bf16(s)) return;
+      Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8).to(bf);
+      Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12).to(bf);
+      time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, {c.c_out, c.c_in, c.kh, c.kw}, p); }, 0,
+                conv_flops(c, p));
+    });
   }
   reg("cuda/matmul/2048", [=](benchmark::State& s) {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");

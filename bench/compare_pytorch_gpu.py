@@ -114,6 +114,16 @@ def cases():
         c[f"cuda/conv_bwd_weight/torch/{name}"] = (
             lambda dy=dy, x=x, s=s, pad=pad, shape=(cout, cin, kh, kw):
             torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
+        # mixed precision: bfloat16 operands and results (isrn's conv_*_bf16 cases, cuDNN on both sides)
+        xb, wb, dyb = x.bfloat16(), wt.bfloat16(), dy.bfloat16()
+        c[f"cuda/conv_fwd_bf16/torch/{name}"] = (
+            lambda x=xb, wt=wb, s=s, pad=pad: F.conv2d(x, wt, None, stride=s, padding=pad))
+        c[f"cuda/conv_bwd_input_bf16/torch/{name}"] = (
+            lambda dy=dyb, wt=wb, s=s, pad=pad, shape=(n, cin, h, w):
+            torch.nn.grad.conv2d_input(shape, wt, dy, stride=s, padding=pad))
+        c[f"cuda/conv_bwd_weight_bf16/torch/{name}"] = (
+            lambda dy=dyb, x=xb, s=s, pad=pad, shape=(cout, cin, kh, kw):
+            torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
     ma, mb = g(2048, 2048, seed=1), g(2048, 2048, seed=2)
     c["cuda/matmul/2048"] = lambda: ma @ mb
     r = g(1, 256, 128, 128, seed=1)
