@@ -174,76 +174,50 @@ void register_all() {
       q.stride = {c.stride, c.stride};
       return q;
     }();
-    for (auto backend : {cuda::ConvBackend::Own, cuda::ConvBackend::Cudnn}) {
-      const std::string bname = backend == cuda::ConvBackend::Own ? "own" : "cudnn";
+    // float32 on both backends (TF32 off: FP32 math, as the comparison with PyTorch's FP32), then mixed
+    // precision's bfloat16 operands and results on cuDNN's tensor cores (the own kernels only widen bfloat16
+    // to float32, so they are not timed in bfloat16). Each with the gradient convolutions of the shape.
+    struct Variant {
+      cuda::ConvBackend backend;
+      DType dtype;
+    };
+    for (const Variant v : {Variant{cuda::ConvBackend::Own, DType::Float32}, Variant{cuda::ConvBackend::Cudnn, DType::Float32},
+                            Variant{cuda::ConvBackend::Cudnn, DType::BFloat16}}) {
+      const std::string bname = v.backend == cuda::ConvBackend::Own ? "own" : "cudnn";
+      const std::string suffix = v.dtype == DType::BFloat16 ? "_bf16" : "";
       auto setup = [=](benchmark::State& s) {
         if (!cuda_available()) {
           s.SkipWithError("no CUDA GPU present");
           return false;
         }
-        if (backend == cuda::ConvBackend::Cudnn && !cuda::conv_cudnn_built()) {
+        if (v.backend == cuda::ConvBackend::Cudnn && !cuda::conv_cudnn_built()) {
           s.SkipWithError("built without cuDNN");
           return false;
         }
-        cuda::set_conv_backend(backend);
-        cuda::set_allow_tf32(false);  // FP32 math for the comparison with cuDNN/PyTorch FP32
+        cuda::set_conv_backend(v.backend);
+        cuda::set_allow_tf32(false);
         return true;
       };
-      reg("cuda/conv_fwd/" + bname + "/" + c.name, [=](benchmark::State& s) {
+      const Shape x_shape{c.n, c.c_in, c.h, c.w}, w_shape{c.c_out, c.c_in, c.kh, c.kw};
+      const Shape y_shape{c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)};
+      reg("cuda/conv_fwd" + suffix + "/" + bname + "/" + c.name, [=](benchmark::State& s) {
         if (!setup(s)) return;
-        Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8), w = mul(gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9), 0.05);
-        Tensor b = gpu_randn({c.c_out}, 10);
+        Tensor x = gpu_randn(x_shape, 8).to(v.dtype), w = mul(gpu_randn(w_shape, 9), 0.05).to(v.dtype);
+        // A bias in float32 (bfloat16 convolutions take none: mixed precision adds it in float32 afterwards).
+        Tensor b = v.dtype == DType::Float32 ? gpu_randn({c.c_out}, 10) : Tensor();
         time_cuda(s, [&] { (void)conv2d(x, w, b, p); }, 0, conv_flops(c, p));
       });
-      // The gradient convolutions of every detector shape.
-      reg("cuda/conv_bwd_input/" + bname + "/" + c.name, [=](benchmark::State& s) {
+      reg("cuda/conv_bwd_input" + suffix + "/" + bname + "/" + c.name, [=](benchmark::State& s) {
         if (!setup(s)) return;
-        Tensor w = gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9);
-        Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12);
-        time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, {c.n, c.c_in, c.h, c.w}, p); }, 0, conv_flops(c, p));
+        Tensor w = gpu_randn(w_shape, 9).to(v.dtype), dy = gpu_randn(y_shape, 12).to(v.dtype);
+        time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, x_shape, p); }, 0, conv_flops(c, p));
       });
-      reg("cuda/conv_bwd_weight/" + bname + "/" + c.name, [=](benchmark::State& s) {
+      reg("cuda/conv_bwd_weight" + suffix + "/" + bname + "/" + c.name, [=](benchmark::State& s) {
         if (!setup(s)) return;
-        Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8);
-        Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12);
-        time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, {c.c_out, c.c_in, c.kh, c.kw}, p); }, 0,
-                  conv_flops(c, p));
+        Tensor x = gpu_randn(x_shape, 8).to(v.dtype), dy = gpu_randn(y_shape, 12).to(v.dtype);
+        time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, w_shape, p); }, 0, conv_flops(c, p));
       });
     }
-    // Mixed precision's convolutions: bfloat16 operands and results, float32 accumulation, on cuDNN's tensor
-    // cores (the own kernels only widen bfloat16 to float32, so they are not timed here).
-    const DType bf = DType::BFloat16;
-    auto setup_bf16 = [](benchmark::State& s) {
-      if (!cuda_available()) {
-        s.SkipWithError("no CUDA GPU present");
-        return false;
-      }
-      if (!cuda::conv_cudnn_built()) {
-        s.SkipWithError("built without cuDNN");
-        return false;
-      }
-      cuda::set_conv_backend(cuda::ConvBackend::Cudnn);
-      return true;
-    };
-    reg(std::string("cuda/conv_fwd_bf16/cudnn/") + c.name, [=](benchmark::State& s) {
-      if (!setup_bf16(s)) return;
-      Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8).to(bf);
-      Tensor w = mul(gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9), 0.05).to(bf);
-      time_cuda(s, [&] { (void)conv2d(x, w, Tensor(), p); }, 0, conv_flops(c, p));
-    });
-    reg(std::string("cuda/conv_bwd_input_bf16/cudnn/") + c.name, [=](benchmark::State& s) {
-      if (!setup_bf16(s)) return;
-      Tensor w = gpu_randn({c.c_out, c.c_in, c.kh, c.kw}, 9).to(bf);
-      Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12).to(bf);
-      time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, {c.n, c.c_in, c.h, c.w}, p); }, 0, conv_flops(c, p));
-    });
-    reg(std::string("cuda/conv_bwd_weight_bf16/cudnn/") + c.name, [=](benchmark::State& s) {
-      if (!setup_bf16(s)) return;
-      Tensor x = gpu_randn({c.n, c.c_in, c.h, c.w}, 8).to(bf);
-      Tensor dy = gpu_randn({c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)}, 12).to(bf);
-      time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, {c.c_out, c.c_in, c.kh, c.kw}, p); }, 0,
-                conv_flops(c, p));
-    });
   }
   reg("cuda/matmul/2048", [=](benchmark::State& s) {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");

@@ -103,27 +103,20 @@ def cases():
     for name, n, cin, h, w, cout, kh, kw, s in conv_cases:
         x, wt, bias = g(n, cin, h, w, seed=8), g(cout, cin, kh, kw, seed=9) * 0.05, g(cout, seed=10)
         pad = ((kh - 1) // 2, (kw - 1) // 2)
-        c[f"cuda/conv_fwd/torch/{name}"] = (
-            lambda x=x, wt=wt, bias=bias, s=s, pad=pad: F.conv2d(x, wt, bias, stride=s, padding=pad))
-        # the gradient convolutions of every detector shape
         oh, ow = (h + 2 * pad[0] - kh) // s + 1, (w + 2 * pad[1] - kw) // s + 1
         dy = g(n, cout, oh, ow, seed=12)
-        c[f"cuda/conv_bwd_input/torch/{name}"] = (
-            lambda dy=dy, wt=wt, s=s, pad=pad, shape=(n, cin, h, w):
-            torch.nn.grad.conv2d_input(shape, wt, dy, stride=s, padding=pad))
-        c[f"cuda/conv_bwd_weight/torch/{name}"] = (
-            lambda dy=dy, x=x, s=s, pad=pad, shape=(cout, cin, kh, kw):
-            torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
-        # mixed precision: bfloat16 operands and results (isrn's conv_*_bf16 cases, cuDNN on both sides)
-        xb, wb, dyb = x.bfloat16(), wt.bfloat16(), dy.bfloat16()
-        c[f"cuda/conv_fwd_bf16/torch/{name}"] = (
-            lambda x=xb, wt=wb, s=s, pad=pad: F.conv2d(x, wt, None, stride=s, padding=pad))
-        c[f"cuda/conv_bwd_input_bf16/torch/{name}"] = (
-            lambda dy=dyb, wt=wb, s=s, pad=pad, shape=(n, cin, h, w):
-            torch.nn.grad.conv2d_input(shape, wt, dy, stride=s, padding=pad))
-        c[f"cuda/conv_bwd_weight_bf16/torch/{name}"] = (
-            lambda dy=dyb, x=xb, s=s, pad=pad, shape=(cout, cin, kh, kw):
-            torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
+        # float32 (with a bias, as isrn's conv_fwd cases), then mixed precision's bfloat16 operands and results
+        # (isrn's conv_*_bf16 cases, no bias); the gradient convolutions of every detector shape in both.
+        for suffix, dtype, b in (("", torch.float32, bias), ("_bf16", torch.bfloat16, None)):
+            xd, wd, dyd = x.to(dtype), wt.to(dtype), dy.to(dtype)
+            c[f"cuda/conv_fwd{suffix}/torch/{name}"] = (
+                lambda x=xd, wt=wd, b=b, s=s, pad=pad: F.conv2d(x, wt, b, stride=s, padding=pad))
+            c[f"cuda/conv_bwd_input{suffix}/torch/{name}"] = (
+                lambda dy=dyd, wt=wd, s=s, pad=pad, shape=(n, cin, h, w):
+                torch.nn.grad.conv2d_input(shape, wt, dy, stride=s, padding=pad))
+            c[f"cuda/conv_bwd_weight{suffix}/torch/{name}"] = (
+                lambda dy=dyd, x=xd, s=s, pad=pad, shape=(cout, cin, kh, kw):
+                torch.nn.grad.conv2d_weight(x, shape, dy, stride=s, padding=pad))
     ma, mb = g(2048, 2048, seed=1), g(2048, 2048, seed=2)
     c["cuda/matmul/2048"] = lambda: ma @ mb
     r = g(1, 256, 128, 128, seed=1)
