@@ -389,6 +389,8 @@ TEST_CASE("cuda conv2d: bfloat16 on both backends matches the CPU's float32 arit
 TEST_CASE("cuda conv2d: backend switch") {
   ISRN_REQUIRE_CUDA();
   const cuda::ConvBackend before = cuda::conv_backend();
+  cuda::set_conv_backend(cuda::ConvBackend::Auto);
+  CHECK(cuda::conv_backend() == cuda::ConvBackend::Auto);
   cuda::set_conv_backend(cuda::ConvBackend::Own);
   CHECK(cuda::conv_backend() == cuda::ConvBackend::Own);
   if (cuda::conv_cudnn_built()) {

@@ -23,6 +23,7 @@
 #include "cuda/det_utils.cuh"
 #include "isrn/config.hpp"
 #include "isrn/cuda/conv.hpp"
+#include "isrn/cuda/runtime.hpp"
 
 namespace isrn::cuda {
 namespace {
@@ -352,29 +353,37 @@ __global__ void crop_kernel(const T* __restrict__ padded, int64_t ph, int64_t pw
 
 std::mutex backend_mutex;
 bool backend_chosen = false;
-ConvBackend backend_value = ConvBackend::Own;
+ConvBackend backend_value = ConvBackend::Auto;
 
 ConvBackend current_backend() {
   std::lock_guard<std::mutex> lock(backend_mutex);
   if (!backend_chosen) {
-    backend_value = ISRN_WITH_CUDNN ? ConvBackend::Cudnn : ConvBackend::Own;
+    backend_value = ConvBackend::Auto;
     if (const char* env = std::getenv("ISRN_CONV_BACKEND"); env && *env) {
       const std::string v = env;
-      ISRN_CHECK(v == "own" || v == "cudnn", "[conv2d] ISRN_CONV_BACKEND must be 'own' or 'cudnn', got '", v, "'");
-      ISRN_CHECK(v == "own" || ISRN_WITH_CUDNN, "[conv2d] ISRN_CONV_BACKEND=cudnn, but this build of isrn has no cuDNN");
-      backend_value = v == "own" ? ConvBackend::Own : ConvBackend::Cudnn;
+      ISRN_CHECK(v == "auto" || v == "own" || v == "cudnn", "[conv2d] ISRN_CONV_BACKEND must be 'auto', 'own' or "
+                 "'cudnn', got '", v, "'");
+      ISRN_CHECK(v != "cudnn" || ISRN_WITH_CUDNN, "[conv2d] ISRN_CONV_BACKEND=cudnn, but this build of isrn has no cuDNN");
+      backend_value = v == "auto" ? ConvBackend::Auto : v == "own" ? ConvBackend::Own : ConvBackend::Cudnn;
     }
     backend_chosen = true;
   }
   return backend_value;
 }
 
-bool use_cudnn() { return ISRN_WITH_CUDNN && current_backend() == ConvBackend::Cudnn; }
+// Whether a convolution on `dtype` operands goes to cuDNN (see ConvBackend).
+bool use_cudnn(DType dtype) {
+  if (!ISRN_WITH_CUDNN) return false;
+  const ConvBackend backend = current_backend();
+  if (backend != ConvBackend::Auto) return backend == ConvBackend::Cudnn;
+  // Tensor cores: bfloat16 always, float32 when TF32 is allowed. The own kernels use FMA units only.
+  return dtype == DType::BFloat16 || (dtype == DType::Float32 && allow_tf32());
+}
 
 }  // namespace
 
 void set_conv_backend(ConvBackend backend) {
-  ISRN_CHECK(backend == ConvBackend::Own || ISRN_WITH_CUDNN,
+  ISRN_CHECK(backend != ConvBackend::Cudnn || ISRN_WITH_CUDNN,
              "[set_conv_backend] cuDNN was asked for, but this build of isrn has no cuDNN");
   std::lock_guard<std::mutex> lock(backend_mutex);
   backend_value = backend;
@@ -541,21 +550,21 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn() && cudnn_conv::conv2d_forward(x, weight, bias, params, y)) return;
+  if (use_cudnn(x.dtype()) && cudnn_conv::conv2d_forward(x, weight, bias, params, y)) return;
 #endif
   own::conv2d_forward(x, weight, bias, params, y);
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn() && cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x)) return;
+  if (use_cudnn(grad_y.dtype()) && cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x)) return;
 #endif
   own::conv2d_backward_input(grad_y, weight, params, grad_x);
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn() && cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w)) return;
+  if (use_cudnn(x.dtype()) && cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w)) return;
 #endif
   own::conv2d_backward_weight(grad_y, x, params, grad_w);
 }

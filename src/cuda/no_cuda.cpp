@@ -22,12 +22,12 @@ namespace {
 #undef ISRN_KERNEL
 
 namespace cuda {
-// Own is what a CUDA build without cuDNN would use; choosing it here is harmless.
+// Auto and Own are what a CUDA build without cuDNN would use; choosing them here is harmless.
 void set_conv_backend(ConvBackend backend) {
-  ISRN_CHECK(backend == ConvBackend::Own,
+  ISRN_CHECK(backend != ConvBackend::Cudnn,
              "[set_conv_backend] cuDNN was asked for, but this build of isrn has no CUDA backend");
 }
-ConvBackend conv_backend() { return ConvBackend::Own; }
+ConvBackend conv_backend() { return ConvBackend::Auto; }
 bool conv_cudnn_built() { return false; }
 }  // namespace cuda
 
