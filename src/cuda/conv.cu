@@ -376,8 +376,9 @@ bool use_cudnn(DType dtype) {
   if (!ISRN_WITH_CUDNN) return false;
   const ConvBackend backend = current_backend();
   if (backend != ConvBackend::Auto) return backend == ConvBackend::Cudnn;
-  // Tensor cores: bfloat16 always, float32 when TF32 is allowed. The own kernels use FMA units only.
-  return dtype == DType::BFloat16 || (dtype == DType::Float32 && allow_tf32());
+  // The own kernels win only in FP32 math (their float64 path is the naive oracle, and they use no
+  // tensor cores): cuDNN takes bfloat16, float64, and float32 when TF32 is allowed.
+  return dtype != DType::Float32 || allow_tf32();
 }
 
 }  // namespace

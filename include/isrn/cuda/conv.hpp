@@ -5,11 +5,11 @@
 
 namespace isrn::cuda {
 
-// Auto (the default): cuDNN where its tensor cores apply - bfloat16, and float32 when TF32 is allowed
-// (set_allow_tf32) - and isrn's own kernels otherwise (float32 FP32 math, float64): with FMA units
-// only, the own kernels measured faster than isrn's cuDNN path on every detector shape and pass
-// (bench/RESULTS.md, H100; the cuDNN path refuses FFT/Winograd algorithms for accuracy), while
-// they do not use tensor cores (bfloat16 is widened to float32). Own and Cudnn force one path.
+// Auto (the default): isrn's own kernels for float32 in FP32 math, where they measured faster than
+// isrn's cuDNN path on every detector shape and pass (bench/RESULTS.md, H100; the cuDNN path refuses
+// FFT/Winograd algorithms for accuracy); cuDNN for the rest: bfloat16 and float32 with TF32 allowed
+// (set_allow_tf32), for its tensor cores, which the own kernels do not use, and float64, where the
+// own path is the naive oracle. Own and Cudnn force one path for every dtype.
 enum class ConvBackend : uint8_t { Auto, Own, Cudnn };
 
 // The environment variable ISRN_CONV_BACKEND=auto|own|cudnn, read at the first convolution, overrides
