@@ -160,7 +160,7 @@ TEST_CASE("matmul: bad input is refused with the op's name") {
   CHECK_THROWS_WITH_AS(matmul(a, b.to(DType::Float64)), doctest::Contains("[matmul] operands have different dtypes"),
                        Error);
   CHECK_THROWS_WITH_AS(matmul(a.to(DType::Int32), b.to(DType::Int32)),
-                       doctest::Contains("[matmul] argument 'a' must be float32 or float64, got int32"), Error);
+                       doctest::Contains("[matmul] argument 'a' must be float32, bfloat16 or float64, got int32"), Error);
   CHECK_THROWS_WITH_AS(matmul(a, zeros({1, 3, 4})), doctest::Contains("[matmul] expects two 2-D or two 3-D operands"),
                        Error);
   CHECK_THROWS_WITH_AS(matmul(zeros({3}), zeros({3})), doctest::Contains("[matmul] expects two 2-D or two 3-D"), Error);

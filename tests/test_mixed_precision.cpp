@@ -16,6 +16,7 @@
 #include "isrn/nn/module.hpp"
 #include "isrn/ops/conv.hpp"
 #include "isrn/ops/elementwise.hpp"
+#include "isrn/ops/matmul.hpp"
 #include "isrn/ops/norm.hpp"
 #include "isrn/ops/reduce.hpp"
 #include "isrn/optim/sgd.hpp"
@@ -293,6 +294,66 @@ TEST_CASE("autocast: conv2d computes on bfloat16 operands and returns float32, g
     const Tensor y64 = conv2d(x0.to(DType::Float64), w0.to(DType::Float64), Tensor(), p);
     CHECK(y64.dtype() == DType::Float64);
     check_identical(y64, conv2d(x0.to(DType::Float64), w0.to(DType::Float64), Tensor(), p), "float64");
+  }
+}
+
+TEST_CASE("bfloat16 matmul: float32 accumulation and one rounding; under autocast, float32 in and out") {
+  // Against double sums over the same bfloat16 values: each element within 2^-8 of its terms' magnitude
+  // (the final rounding, 2^-9 of the value, plus float32 sums of 33-40 terms), as for the convolutions.
+  const DType bf = DType::BFloat16;
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    const Tensor a = test::random({3, 17, 33}, 71).to(bf), b = test::random({3, 33, 12}, 72).to(bf);
+    const Tensor at = test::random({40, 9}, 73).to(bf), bt = test::random({11, 40}, 74).to(bf);
+    struct Product {
+      Tensor actual;
+      std::vector<double> lhs, rhs;  // row-major [M, K] and [K, N] per batch
+      int64_t batch, m, k, n;
+    };
+    auto values_of = [](const Tensor& t) { return test::values(t.contiguous()); };
+    const std::vector<Product> products = {
+        {matmul(a.to(d), b.to(d)), values_of(a), values_of(b), 3, 17, 33, 12},
+        // transposed views on both sides: the kernels take them through their flags
+        {matmul(at.to(d).transpose(0, 1), bt.to(d).transpose(0, 1)), values_of(at.transpose(0, 1)),
+         values_of(bt.transpose(0, 1)), 1, 9, 40, 11}};
+    for (const Product& p : products) {
+      REQUIRE(p.actual.dtype() == bf);
+      const auto got = test::values(p.actual);
+      int64_t bad = 0;
+      for (int64_t bi = 0; bi < p.batch; ++bi)
+        for (int64_t i = 0; i < p.m; ++i)
+          for (int64_t j = 0; j < p.n; ++j) {
+            double sum = 0, magnitude = 0;
+            for (int64_t kk = 0; kk < p.k; ++kk) {
+              const double term = p.lhs[(bi * p.m + i) * p.k + kk] * p.rhs[(bi * p.k + kk) * p.n + j];
+              sum += term;
+              magnitude += std::abs(term);
+            }
+            bad += !(std::abs(got[(bi * p.m + i) * p.n + j] - sum) <= 0x1.0p-8 * magnitude);
+          }
+      CHECK(bad == 0);
+    }
+
+    // Under autocast: the spelled-out casts, bit for bit, gradients included, float32 at both ends.
+    const Tensor a0 = test::random({5, 33}, 75, -1.0, 1.0, DType::Float32).to(d);
+    const Tensor b0 = test::random({33, 7}, 76, -1.0, 1.0, DType::Float32).to(d);
+    const Tensor g = test::random({5, 7}, 77, -1.0, 1.0, DType::Float32).to(d);
+    Tensor a1 = a0.clone(), b1 = b0.clone(), a2 = a0.clone(), b2 = b0.clone();
+    for (Tensor* t : {&a1, &b1, &a2, &b2}) t->set_requires_grad(true);
+    Tensor y1;
+    {
+      AutocastGuard autocast(DType::BFloat16);
+      y1 = matmul(a1, b1);
+    }
+    CHECK(y1.dtype() == DType::Float32);
+    sum(mul(y1, g)).backward();
+    const Tensor y2 = matmul(a2.to(bf), b2.to(bf)).to(DType::Float32);
+    sum(mul(y2, g)).backward();
+    check_identical(y1, y2, "autocast matmul");
+    check_identical(a1.grad(), a2.grad(), "autocast matmul, gradient of a");
+    check_identical(b1.grad(), b2.grad(), "autocast matmul, gradient of b");
+    CHECK(a1.grad().dtype() == DType::Float32);
+    CHECK(relative_l2(y1, matmul(a0, b0)) < 0x1.0p-6);
   }
 }
 

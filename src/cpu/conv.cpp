@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "backend.hpp"
-#include "conv_widen.hpp"
+#include "widen_bf16.hpp"
 #include "cpu/gemm.hpp"
 #include "cpu/parallel.hpp"
 
@@ -602,7 +602,7 @@ void backward_weight_core(const T* gy, const T* x, const Geometry& g, T* gw) {
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
-  if (isrn::detail::convolve_widened(x, weight, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::run_widened(x, weight, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         cpu::conv2d_forward(a, b, Tensor(), params, out);  // a bfloat16 convolution has no bias (kernel_list.inc)
       }))
     return;
@@ -614,7 +614,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
-  if (isrn::detail::convolve_widened(grad_y, weight, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::run_widened(grad_y, weight, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         cpu::conv2d_backward_input(a, b, params, out);
       }))
     return;
@@ -627,7 +627,7 @@ void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Con
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
-  if (isrn::detail::convolve_widened(grad_y, x, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::run_widened(grad_y, x, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         cpu::conv2d_backward_weight(a, b, params, out);
       }))
     return;

@@ -13,6 +13,7 @@
 
 #include "backend.hpp"
 #include "cpu/parallel.hpp"
+#include "widen_bf16.hpp"
 
 namespace isrn::cpu {
 
@@ -88,6 +89,10 @@ void gemm_batches(const Batch<T>& a, const Batch<T>& b, Tensor& out) {
 }  // namespace
 
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& out) {
+  if (isrn::detail::run_widened(a, b, out, [&](const Tensor& a32, const Tensor& b32, Tensor& out32) {
+        cpu::matmul(a32, trans_a, b32, trans_b, out32);
+      }))
+    return;
   const Tensor sa = unit_inner_stride(a) ? a : a.contiguous();
   const Tensor sb = unit_inner_stride(b) ? b : b.contiguous();
   const int64_t k = trans_a ? sa.size(1) : sa.size(2);

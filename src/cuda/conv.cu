@@ -15,7 +15,7 @@
 #include <mutex>
 #include <string>
 
-#include "conv_widen.hpp"
+#include "widen_bf16.hpp"
 #include "cuda/common.cuh"
 #include "cuda/conv_cudnn.hpp"
 #include "cuda/conv_gemm.cuh"
@@ -482,7 +482,7 @@ namespace own {
 
 void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias, const Conv2dParams& params,
                     Tensor& y) {
-  if (isrn::detail::convolve_widened(x_in, weight_in, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::run_widened(x_in, weight_in, y, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         own::conv2d_forward(a, b, Tensor(), params, out);  // a bfloat16 convolution has no bias (kernel_list.inc)
       }))
     return;
@@ -504,7 +504,7 @@ void conv2d_forward(const Tensor& x_in, const Tensor& weight_in, const Tensor& b
 
 void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, const Conv2dParams& params,
                            Tensor& grad_x) {
-  if (isrn::detail::convolve_widened(grad_y_in, weight_in, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::run_widened(grad_y_in, weight_in, grad_x, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         own::conv2d_backward_input(a, b, params, out);
       }))
     return;
@@ -524,7 +524,7 @@ void conv2d_backward_input(const Tensor& grad_y_in, const Tensor& weight_in, con
 }
 
 void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const Conv2dParams& params, Tensor& grad_w) {
-  if (isrn::detail::convolve_widened(grad_y_in, x_in, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
+  if (isrn::detail::run_widened(grad_y_in, x_in, grad_w, [&](const Tensor& a, const Tensor& b, Tensor& out) {
         own::conv2d_backward_weight(a, b, params, out);
       }))
     return;

@@ -117,6 +117,13 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
         handle, gb.op, ga.op, cm, cn, ck, &alpha, gb.storage.raw_data(), CUDA_R_32F, lda, gb.batch_stride,
         ga.storage.raw_data(), CUDA_R_32F, ldb, ga.batch_stride, &beta, out.raw_data(), CUDA_R_32F, ldc, stride_c,
         static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
+  } else if (out.dtype() == DType::BFloat16) {
+    // Mixed precision: bfloat16 operands and result, float32 accumulation on the tensor cores.
+    const float alpha = 1.0f, beta = 0.0f;
+    ISRN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        handle, gb.op, ga.op, cm, cn, ck, &alpha, gb.storage.raw_data(), CUDA_R_16BF, lda, gb.batch_stride,
+        ga.storage.raw_data(), CUDA_R_16BF, ldb, ga.batch_stride, &beta, out.raw_data(), CUDA_R_16BF, ldc, stride_c,
+        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   } else if (out.dtype() == DType::Float64) {
     const double alpha = 1.0, beta = 0.0;
     ISRN_CUBLAS_CHECK(cublasDgemmStridedBatched(
@@ -124,7 +131,7 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
         ga.storage.data_ptr<double>(), ldb, ga.batch_stride, &beta, out.data_ptr<double>(), ldc, stride_c,
         static_cast<int>(batch)));
   } else {
-    ISRN_CHECK(false, "[matmul] expects float32 or float64, got ", dtype_name(out.dtype()));
+    ISRN_CHECK(false, "[matmul] expects float32, bfloat16 or float64, got ", dtype_name(out.dtype()));
   }
 }
 

@@ -5,6 +5,7 @@
 #include "isrn/ops/matmul.hpp"
 
 #include "backend.hpp"
+#include "isrn/autograd/autocast.hpp"
 #include "isrn/autograd/node.hpp"
 
 namespace isrn {
@@ -51,13 +52,17 @@ Operand flipped(const Operand& x) { return {x.stored, !x.trans}; }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   ISRN_CHECK(a.defined() && b.defined(), "[matmul] undefined operand");
-  check_floating("matmul", "a", a);
+  check_floating("matmul", "a", a, /*allow_bfloat16=*/true);
   ISRN_CHECK(a.dtype() == b.dtype(), "[matmul] operands have different dtypes: ", a.dtype(), " and ", b.dtype());
   ISRN_CHECK(a.device() == b.device(), "[matmul] operands are on different devices: ", a.device(), " and ",
              b.device());
   ISRN_CHECK((a.dim() == 2 && b.dim() == 2) || (a.dim() == 3 && b.dim() == 3),
              "[matmul] expects two 2-D or two 3-D operands, got shapes ", shape_str(a.shape()), " and ",
              shape_str(b.shape()));
+  if (Autocast::compute_dtype() == DType::BFloat16 && a.dtype() == DType::Float32) {
+    // Mixed precision: bfloat16 operands, float32 result (isrn/autograd/autocast.hpp).
+    return matmul(a.to(DType::BFloat16), b.to(DType::BFloat16)).to(DType::Float32);
+  }
   const bool batched = a.dim() == 3;
   ISRN_CHECK(!batched || a.size(0) == b.size(0), "[matmul] batch sizes differ: ", shape_str(a.shape()), " and ",
              shape_str(b.shape()));

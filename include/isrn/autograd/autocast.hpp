@@ -1,9 +1,10 @@
 #pragma once
-// Mixed precision (PyTorch's autocast, for the one op where it pays: conv2d).
+// Mixed precision (PyTorch's autocast, for the ops where it pays: conv2d and matmul).
 //
 // Inside an AutocastGuard(DType::BFloat16), conv2d given float32 operands casts the input and weight
 // to bfloat16, convolves them with float32 accumulation (tensor cores on the GPU through cuDNN), and
-// returns the result cast back to float32, with the float32 bias added after. Everything else -
+// returns the result cast back to float32, with the float32 bias added after; matmul likewise
+// (cuBLAS's bfloat16 GEMM on the GPU). Everything else -
 // GroupNorm statistics, activations, losses, the optimizer's master weights - stays float32. The
 // casts are ordinary differentiable ops, so the backward pass needs no mode: the convolution's node
 // saves its bfloat16 operands (half the bytes of float32), its two gradient convolutions run in

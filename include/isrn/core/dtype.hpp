@@ -9,7 +9,7 @@
 
 namespace isrn {
 
-// BFloat16 is a storage and tensor-core input format: conv2d and copies take it (mixed precision,
+// BFloat16 is a storage and tensor-core input format: conv2d, matmul and copies take it (mixed precision,
 // isrn/autograd/autocast.hpp); the other ops compute in float32 or float64 and refuse it by name.
 enum class DType : uint8_t { Float32, Float64, Int32, Int64, UInt8, Bool, BFloat16 };
 
