@@ -161,6 +161,9 @@ int main(int argc, char** argv) {
     if (!precision.empty()) config.run.precision = precision;
     if (threads > 0) set_num_threads(threads);
     const Device device = Device::parse(device_name);
+    if (config.run.precision == "bf16" && device.is_cpu())
+      std::fprintf(stderr, "note: bf16 on the CPU widens each convolution's operands to float32: the same arithmetic "
+                           "as a GPU's, but slower than fp32 here\n");
 
     std::unique_ptr<data::Dataset> train_set, val_set;
     if (!data_dir.empty()) {
