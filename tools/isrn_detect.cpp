@@ -133,7 +133,7 @@ struct Totals {
 class Runner {
  public:
   Runner(const Options& options, models::Detector& detector, Device device)
-      : options_(options), detector_(detector), device_(device) {
+      : options_(options), detector_(detector), device_(device), compute_dtype_(parse_precision(options.precision)) {
     multiscale_config_.max_size = options.max_size.value_or(multiscale_config_.max_size);
     batch_options_.max_size = options.max_size.value_or(0);
     batch_options_.device = device;
@@ -143,7 +143,7 @@ class Runner {
   // `timings`, attributing a batch's shared stages evenly to its images.
   std::vector<models::Detections> detect(const std::vector<const data::Image*>& images,
                                          std::vector<eval::ImageTiming>& timings) {
-    AutocastGuard autocast(parse_precision(options_.precision));
+    AutocastGuard autocast(compute_dtype_);
     std::vector<models::Detections> result;
     if (options_.multiscale) {
       for (size_t i = 0; i < images.size(); ++i) {
@@ -169,6 +169,7 @@ class Runner {
   const Options& options_;
   models::Detector& detector_;
   Device device_;
+  DType compute_dtype_;  // --precision
   models::MultiScaleConfig multiscale_config_;
   models::BatchOptions batch_options_;
 };

@@ -244,6 +244,7 @@ TrainResult Trainer::run() {
   const double eval_every = m.config.run.eval_every_epochs;
   data::Batch batch;
   int64_t empty_epochs = 0;
+  const DType compute_dtype = parse_precision(m.config.run.precision);
   while (iteration < total_iters_) {
     if (stop_requested_.load()) {
       save(iteration);
@@ -267,7 +268,7 @@ TrainResult Trainer::run() {
     std::vector<Tensor> boxes;
     for (const Tensor& b : batch.boxes) boxes.push_back(b.to(m.options.device));
     const models::DetectionLoss loss = [&] {
-      AutocastGuard autocast(parse_precision(m.config.run.precision));  // the forward only: see autocast.hpp
+      AutocastGuard autocast(compute_dtype);  // the forward only: see autocast.hpp
       return det.loss(batch.images.to(m.options.device), boxes);
     }();
     IterationRecord r;

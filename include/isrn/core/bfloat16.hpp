@@ -5,8 +5,8 @@
 //
 // Host and device code share it (the same bits as CUDA's __nv_bfloat16), so a bfloat16 tensor's
 // memory means the same thing to the CPU and CUDA kernels.
+#include <bit>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 #include "isrn/core/host_device.hpp"
@@ -31,33 +31,27 @@ struct bfloat16 {
     return v;
   }
 
-  ISRN_HOST_DEVICE operator float() const { return float_from_bits(static_cast<uint32_t>(bits) << 16); }
+  ISRN_HOST_DEVICE operator float() const { return bit_copy<float>(static_cast<uint32_t>(bits) << 16); }
   template <typename T, typename = std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, float>>>
   ISRN_HOST_DEVICE explicit operator T() const {
     return static_cast<T>(static_cast<float>(*this));
   }
 
  private:
-  ISRN_HOST_DEVICE static uint32_t bits_of(float f) {
+  // float <-> its IEEE bits, in either direction (std::bit_cast on the host, the intrinsics on the device).
+  template <typename To, typename From>
+  ISRN_HOST_DEVICE static To bit_copy(From value) {
 #ifdef __CUDA_ARCH__
-    return __float_as_uint(f);
+    if constexpr (std::is_same_v<To, float>)
+      return __uint_as_float(value);
+    else
+      return __float_as_uint(value);
 #else
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof(u));
-    return u;
-#endif
-  }
-  ISRN_HOST_DEVICE static float float_from_bits(uint32_t u) {
-#ifdef __CUDA_ARCH__
-    return __uint_as_float(u);
-#else
-    float f;
-    std::memcpy(&f, &u, sizeof(f));
-    return f;
+    return std::bit_cast<To>(value);
 #endif
   }
   ISRN_HOST_DEVICE static uint16_t round_from_float(float f) {
-    const uint32_t u = bits_of(f);
+    const uint32_t u = bit_copy<uint32_t>(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // NaN, kept quiet
     // Adding 0x7fff plus the lowest kept bit rounds half to even; a carry into the exponent is the
     // correct result (it can reach infinity, as IEEE rounding does).
