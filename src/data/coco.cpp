@@ -106,7 +106,7 @@ CocoAnnotations parse_coco(const std::string& text, const std::string& source, c
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double's range
     ISRN_CHECK(false, "[coco] ", source, ": invalid JSON: ", e.what());
   }
   if (!doc.is_object()) r.fail("(top level)", "expected an object, found ", Reader::kind(doc));

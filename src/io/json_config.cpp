@@ -158,7 +158,7 @@ JsonConfig JsonConfig::parse(const std::string& text, const std::string& source)
   };
   try {
     impl->document = json::parse(text, on_event, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number beyond double's range
     // what() reads "[json.exception.parse_error.101] parse error at line L, column C: ...": keep the rest.
     std::string message = e.what();
     const size_t tag_end = message.find("] ");

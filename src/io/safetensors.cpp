@@ -175,7 +175,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
   json header;
   try {
     header = json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond double's
     ISRN_CHECK(false, where, "header is not valid JSON: ", e.what());
   }
   ISRN_CHECK(header.is_object(), where, "header is a JSON ", header.type_name(), ", not an object");
@@ -211,7 +211,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
     Entry e{name, DType::Float32, {}, 0, 0};
     const std::string dtype = v["dtype"].get<std::string>();
     ISRN_CHECK(parse_dtype(dtype, &e.dtype), what, "unknown dtype '", dtype,
-               "' (isrn reads F32, F64, I32, I64, U8, BOOL)");
+               "' (isrn reads F32, F64, BF16, I32, I64, U8, BOOL)");
     ISRN_CHECK(v["shape"].size() <= static_cast<size_t>(kMaxDims), what, "shape has ", v["shape"].size(),
                " dimensions, isrn tensors have at most ", kMaxDims);
     uint64_t bytes = dtype_size(e.dtype);
