@@ -234,3 +234,28 @@ TEST_CASE("trainer: unreadable samples are skipped and counted; a stop request s
   CHECK_THROWS_WITH_AS(train::Trainer(c, tiny_data(c, 1), nullptr, options), doctest::Contains("fewer than one batch"),
                        Error);
 }
+
+TEST_CASE("trainer: on resume a log line cut short is dropped, a complete record of the wrong shape is refused") {
+  train::TrainConfig c = tiny_train_config();
+  const data::SyntheticDataset train_set = tiny_data(c, 6);
+  test::TempDir dir("isrn_trainer_log");
+  train::TrainOptions options;
+  options.out_dir = dir.path.string();
+  options.max_iters = 2;
+  train::Trainer(c, train_set, nullptr, options).run();
+  const std::string log_path = dir.file("train_log.jsonl");
+  const std::string log = io::read_file(log_path);
+
+  // A crash while appending leaves a torn last line: the resumed run drops it and goes on.
+  io::write_file_atomic(log_path, log + R"({"iteration": 3, "epo)", "[test] ");
+  options.resume = true;
+  options.max_iters = 3;
+  CHECK(train::Trainer(c, train_set, nullptr, options).run().iterations == 3);
+  CHECK(io::read_file(log_path).find("\"epo\n") == std::string::npos);
+
+  // A record someone edited into another shape would vanish from the loss curve: refused, naming the line.
+  io::write_file_atomic(log_path, R"({"iteration": "one", "loss": 1})" "\n" + log, "[test] ");
+  options.max_iters = 4;
+  CHECK_THROWS_WITH_AS(train::Trainer(c, train_set, nullptr, options).run(),
+                       doctest::Contains("train_log.jsonl:1: malformed log record"), Error);
+}

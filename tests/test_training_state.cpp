@@ -94,3 +94,47 @@ TEST_CASE("training state: mismatched optimizers and damaged files are refused, 
   CHECK(training_state_path("run/ckpt_000100.safetensors") == "run/ckpt_000100.train.safetensors");
   CHECK(training_state_path("model.bin") == "model.bin.train.safetensors");
 }
+
+TEST_CASE("training state: a progress record with values of the wrong kind is refused before the optimizer changes") {
+  test::TempDir dir("isrn_training_state_kinds");
+  Tensor w = test::random({3}, 1).set_requires_grad(true);
+  SGD opt({w}, 0.1, 0.9);
+  const std::string path = dir.file("s.safetensors");
+  const std::string good_groups = R"("groups": [{"lr": 0.5, "params": 1}])";
+  const auto write = [&](const std::string& record) {
+    io::save_safetensors(path, {},
+                         {{"format", kTrainingStateFormat}, {"format_version", kTrainingStateFormatVersion},
+                          {"progress", record}});
+  };
+  const std::string rest = R"("generators": {}, "extra": {}, )";
+
+  // The record a writer of this format produces loads; then each field is spoiled in turn. nlohmann's get<>
+  // would read -1 as 2^64 - 1 and 2.5 as 2 without a word.
+  write(R"({"iteration": 7, "epoch": 1, "batches_in_epoch": 0, )" + rest + good_groups + "}");
+  CHECK(load_training_state(path, opt).iteration == 7);
+  CHECK(opt.lr(0) == 0.5);
+  opt.set_lr(0, 0.1);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"iteration": -1, "epoch": 1, "batches_in_epoch": 0, )" + rest + good_groups + "}",
+       "progress 'iteration' is -1"},
+      {R"({"iteration": 2.5, "epoch": 1, "batches_in_epoch": 0, )" + rest + good_groups + "}",
+       "progress 'iteration' is 2.5"},
+      {R"({"iteration": 1, "epoch": "1", "batches_in_epoch": 0, )" + rest + good_groups + "}",
+       "progress 'epoch' is \"1\""},
+      {R"({"iteration": 1, "epoch": 1, "batches_in_epoch": 0, "generators": {"g": {"state": -5, "has_spare": false, "spare": 0}}, "extra": {}, )" +
+           good_groups + "}",
+       "generator 'g'"},
+      {R"({"iteration": 1, "epoch": 1, "batches_in_epoch": 0, )" + rest + R"("groups": [7]})", "malformed progress record"},
+      {R"({"iteration": 1, "epoch": 1, "batches_in_epoch": 0, )" + rest + R"("groups": [{"lr": -0.5, "params": 1}]})",
+       "a group's lr is -0.5"},
+      {R"({"iteration": 1, "epoch": 1, "batches_in_epoch": 0, )" + rest + R"("groups": {"lr": 0.5}})",
+       "'groups' is a JSON object"},
+      {R"({"iteration": 1e999})", "malformed progress record"},
+  };
+  for (const auto& [record, message] : bad) {
+    CAPTURE(record);
+    write(record);
+    CHECK_THROWS_WITH_AS(load_training_state(path, opt), doctest::Contains(message.c_str()), Error);
+    CHECK(opt.lr(0) == 0.1);
+  }
+}

@@ -1,7 +1,9 @@
 #include "isrn/optim/state.hpp"
 
+#include <limits>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -62,27 +64,52 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
   ISRN_CHECK(meta("format_version") == kTrainingStateFormatVersion, where, "format_version is '",
              meta("format_version"), "', this build reads '", kTrainingStateFormatVersion, "'");
   TrainingProgress progress;
-  nlohmann::json groups;
+  struct Group {
+    double lr;
+    size_t params;
+  };
+  std::vector<Group> groups;
   try {
     const nlohmann::json doc = nlohmann::json::parse(meta("progress"));
-    progress.iteration = doc.at("iteration").get<int64_t>();
-    progress.epoch = doc.at("epoch").get<int64_t>();
-    progress.batches_in_epoch = doc.at("batches_in_epoch").get<int64_t>();
-    for (const auto& [name, g] : doc.at("generators").items())
+    // nlohmann's get<> converts between number kinds silently (-1 to 2^64 - 1, 2.5 to 2): each value is
+    // checked for the kind it must be.
+    const auto count = [&](const nlohmann::json& object, const char* key) {
+      const nlohmann::json& v = object.at(key);
+      ISRN_CHECK(v.is_number_unsigned(), where, "progress '", key, "' is ", v.dump(), ", not a non-negative integer");
+      const uint64_t value = v.get<uint64_t>();
+      ISRN_CHECK(value <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), where, "progress '", key,
+                 "' is ", value, ", beyond int64");
+      return static_cast<int64_t>(value);
+    };
+    progress.iteration = count(doc, "iteration");
+    progress.epoch = count(doc, "epoch");
+    progress.batches_in_epoch = count(doc, "batches_in_epoch");
+    for (const auto& [name, g] : doc.at("generators").items()) {
+      ISRN_CHECK(g.at("state").is_number_unsigned() && g.at("has_spare").is_boolean() &&
+                     g.at("spare").is_number(),
+                 where, "generator '", name, "' is ", g.dump(), ", not {state: unsigned, has_spare: bool, spare: number}");
       progress.generators[name] = {g.at("state").get<uint64_t>(), g.at("has_spare").get<bool>(),
                                    g.at("spare").get<double>()};
+    }
     progress.extra = doc.at("extra").get<std::map<std::string, std::string>>();
-    groups = doc.at("groups");
+    const nlohmann::json& group_list = doc.at("groups");
+    ISRN_CHECK(group_list.is_array(), where, "progress 'groups' is a JSON ", group_list.type_name(), ", not an array");
+    for (const nlohmann::json& g : group_list) {
+      const nlohmann::json& lr = g.at("lr");
+      ISRN_CHECK(lr.is_number() && lr.get<double>() >= 0, where, "a group's lr is ", lr.dump(),
+                 ", not a non-negative number");
+      groups.push_back({lr.get<double>(), static_cast<size_t>(count(g, "params"))});
+    }
   } catch (const nlohmann::json::exception& e) {
     ISRN_CHECK(false, where, "malformed progress record: ", e.what());
   }
   std::map<std::string, const Tensor*> buffers;
   for (const auto& [name, t] : file.tensors) buffers[name] = &t;
-  ISRN_CHECK(groups.is_array() && groups.size() == optimizer.num_groups(), where, "holds ", groups.size(),
-             " parameter groups, the optimizer has ", optimizer.num_groups());
+  ISRN_CHECK(groups.size() == optimizer.num_groups(), where, "holds ", groups.size(), " parameter groups, the optimizer has ",
+             optimizer.num_groups());
   // Validate everything before changing the optimizer, so a mismatch leaves it as it was.
   for (size_t g = 0; g < optimizer.num_groups(); ++g) {
-    const size_t count = groups[g].at("params").get<size_t>();
+    const size_t count = groups[g].params;
     ISRN_CHECK(count == optimizer.group(g).params.size(), where, "group ", g, " has ", count,
                " parameters, the optimizer's has ", optimizer.group(g).params.size());
     for (size_t i = 0; i < count; ++i) {
@@ -95,7 +122,7 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
     }
   }
   for (size_t g = 0; g < optimizer.num_groups(); ++g) {
-    optimizer.set_lr(g, groups[g].at("lr").get<double>());
+    optimizer.set_lr(g, groups[g].lr);
     for (size_t i = 0; i < optimizer.group(g).params.size(); ++i) {
       auto it = buffers.find(buffer_name(g, i));
       optimizer.set_momentum_buffer(

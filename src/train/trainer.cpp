@@ -1,6 +1,7 @@
 #include "isrn/train/trainer.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -78,6 +79,19 @@ IterationRecord record_from_json(const nlohmann::json& j) {
   r.images_per_second = j.at("images_per_second").get<double>();
   r.elapsed_seconds = j.at("elapsed_seconds").get<double>();
   return r;
+}
+
+// The loader's position, which the training state keeps as text among its extras.
+int64_t extra_integer(const optim::TrainingProgress& progress, const std::string& key, const std::string& checkpoint) {
+  const auto it = progress.extra.find(key);
+  const std::string where = optim::training_state_path(checkpoint);
+  ISRN_CHECK(it != progress.extra.end(), "[train] ", where, ": no '", key, "' in the training state");
+  int64_t value = 0;
+  const char* end = it->second.data() + it->second.size();
+  const auto [stop, error] = std::from_chars(it->second.data(), end, value);
+  ISRN_CHECK(error == std::errc() && stop == end && value >= 0, "[train] ", where, ": '", key, "' is '", it->second,
+             "', not a non-negative integer");
+  return value;
 }
 
 }  // namespace
@@ -178,19 +192,26 @@ TrainResult Trainer::run() {
     data::LoaderState ls;
     ls.epoch = progress.epoch;
     ls.batch = progress.batches_in_epoch;
-    ls.position = std::stoll(progress.extra.at("loader_position"));
-    ls.dataset_size = std::stoll(progress.extra.at("dataset_size"));
+    ls.position = extra_integer(progress, "loader_position", resume_from);
+    ls.dataset_size = extra_integer(progress, "dataset_size", resume_from);
     m.loader->resume(ls);
     result.resumed_from = iteration;
     result.last_checkpoint = resume_from;
     // The log keeps what led to the checkpoint; records of iterations after it are replayed.
     std::ifstream in(log_path);
     std::string line, kept;
-    while (std::getline(in, line)) {
+    for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
       if (line.empty()) continue;
+      // A line cut short by a crash does not parse and is dropped; a complete record with wrong fields is
+      // someone's edit, and resuming over it would lose the loss curve silently.
       const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.contains("iteration") || j.at("iteration").get<int64_t>() > iteration) continue;
-      if (!j.contains("eval")) m.records.push_back(record_from_json(j));
+      if (j.is_discarded()) continue;
+      try {
+        if (!j.contains("iteration") || j.at("iteration").get<int64_t>() > iteration) continue;
+        if (!j.contains("eval")) m.records.push_back(record_from_json(j));
+      } catch (const nlohmann::json::exception& e) {
+        ISRN_CHECK(false, "[train] ", log_path, ":", line_number, ": malformed log record: ", e.what());
+      }
       kept += line + "\n";
     }
     io::write_file_atomic(log_path, kept, "[train] ");
