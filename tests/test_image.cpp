@@ -149,6 +149,41 @@ TEST_CASE("image: unreadable files throw an Error naming the file") {
   expect_read_error(dir.file("half.png"), "cannot decode");
   test::write_bytes(dir.file("header.png"), png.substr(0, 20));
   expect_read_error(dir.file("header.png"), "cannot decode");
+  // stb_image decodes the missing rows of a short BMP as black; isrn refuses it. Rows are 53 × 3 = 159 bytes
+  // padded to 160: a file without the last row's padding byte still holds every pixel and is read.
+  const Image wide = random_image(37, 53, 4);
+  data::write_image(dir.file("ok.bmp"), wide);
+  const std::string bmp = test::read_bytes(dir.file("ok.bmp"));
+  test::write_bytes(dir.file("nopad.bmp"), bmp.substr(0, bmp.size() - 1));
+  CHECK(data::read_image(dir.file("nopad.bmp")).pixels == wide.pixels);
+  test::write_bytes(dir.file("short.bmp"), bmp.substr(0, bmp.size() - 2));
+  expect_read_error(dir.file("short.bmp"), "truncated BMP");
+  test::write_bytes(dir.file("headeronly.bmp"), bmp.substr(0, 60));
+  expect_read_error(dir.file("headeronly.bmp"), "truncated BMP");
+  // A header declaring more than kMaxImagePixels is refused before anything is allocated for it. (Grey, as
+  // stb_image itself refuses more than 2^30 bytes of decoded PNG: 20000² RGB would not reach isrn's check.)
+  std::string huge_png = png.substr(0, 33);  // signature and IHDR chunk
+  for (const int at : {16, 20}) {  // width, height: 20000 each, big-endian
+    huge_png[at] = 0, huge_png[at + 1] = 0, huge_png[at + 2] = static_cast<char>(20000 >> 8),
+    huge_png[at + 3] = static_cast<char>(20000 & 0xff);
+  }
+  huge_png[25] = 0;  // colour type: greyscale
+  test::write_bytes(dir.file("huge.png"), huge_png + png.substr(33));
+  expect_read_error(dir.file("huge.png"), "20000x20000 pixels, more than the 268435456 isrn decodes");
+  // A JPEG codes every 8x8 block in at least one bit: a header declaring 4000 x 3000 pixels (23,438 bytes at
+  // the least) over the 40 x 30 image's coded data is refused, where stb_image would return grey.
+  std::string big_jpeg = jpeg;
+  const size_t sof = big_jpeg.find("\xFF\xC0");
+  REQUIRE(sof != std::string::npos);
+  big_jpeg[sof + 5] = static_cast<char>(3000 >> 8), big_jpeg[sof + 6] = static_cast<char>(3000 & 0xff);
+  big_jpeg[sof + 7] = static_cast<char>(4000 >> 8), big_jpeg[sof + 8] = static_cast<char>(4000 & 0xff);
+  test::write_bytes(dir.file("big.jpg"), big_jpeg);
+  expect_read_error(dir.file("big.jpg"), "4000x3000 pixels need at least 23438 bytes of coded data");
+  // The bound is below what real JPEGs take: a flat 1024 x 1024 image at the lowest quality has 16,384 blocks
+  // and needs 2,048 bytes; the smallest encoding of it seen (PIL, greyscale, progressive, optimized Huffman
+  // tables) takes 4,378. stb's writer's is read.
+  data::write_image(dir.file("flat.jpg"), Image(1024, 1024, 128), 1);
+  CHECK(data::read_image(dir.file("flat.jpg")).width == 1024);
   test::write_bytes(dir.file("garbage.jpg"), "this is not an image at all, just some text bytes");
   expect_read_error(dir.file("garbage.jpg"), "cannot decode");
   test::write_bytes(dir.file("empty.png"), "");

@@ -21,6 +21,40 @@ Image::Image(int64_t h, int64_t w, uint8_t fill) : height(h), width(w) {
   pixels.assign(static_cast<size_t>(h * w * 3), fill);
 }
 
+namespace {
+
+uint32_t little_endian(const uint8_t* bytes, int count) {
+  uint32_t value = 0;
+  for (int i = count - 1; i >= 0; --i) value = value << 8 | bytes[i];
+  return value;
+}
+
+// The bytes an uncompressed BMP needs to hold all its pixel rows (the last row's padding may be missing), or
+// 0 for a header stb_image will refuse itself. stb_image reads no compressed BMP, and it decodes the rows of a
+// file cut short as black instead of failing.
+uint64_t bmp_bytes_needed(const uint8_t* data, size_t size) {
+  if (size < 30 || data[0] != 'B' || data[1] != 'M') return 0;
+  const uint64_t offset = little_endian(data + 10, 4), header_size = little_endian(data + 14, 4);
+  int64_t width = 0, height = 0;
+  uint64_t bits_per_pixel = 0;
+  if (header_size == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+    width = little_endian(data + 18, 2);
+    height = little_endian(data + 20, 2);
+    bits_per_pixel = little_endian(data + 24, 2);
+  } else {
+    width = static_cast<int32_t>(little_endian(data + 18, 4));
+    height = static_cast<int32_t>(little_endian(data + 22, 4));  // negative: rows stored top-down
+    bits_per_pixel = little_endian(data + 28, 2);
+  }
+  if (width <= 0 || height == 0 || bits_per_pixel == 0 || bits_per_pixel > 32) return 0;
+  const uint64_t rows = static_cast<uint64_t>(height < 0 ? -height : height);
+  const uint64_t row_bits = static_cast<uint64_t>(width) * bits_per_pixel;
+  const uint64_t stride = (row_bits + 31) / 32 * 4;
+  return std::max(offset, 14 + header_size) + stride * (rows - 1) + (row_bits + 7) / 8;
+}
+
+}  // namespace
+
 Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
   ISRN_CHECK(size > 0, "[read_image] ", name, ": empty file");
   ISRN_CHECK(size <= static_cast<size_t>(std::numeric_limits<int>::max()), "[read_image] ", name, ": file too large (",
@@ -35,7 +69,23 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
     ISRN_CHECK(end >= 4 && data[end - 2] == 0xFF && data[end - 1] == 0xD9, "[read_image] ", name,
                ": truncated JPEG (no end-of-image marker)");
   }
+  const uint64_t bmp_needed = bmp_bytes_needed(data, size);
+  ISRN_CHECK(bmp_needed <= size, "[read_image] ", name, ": truncated BMP (its pixel rows need ", bmp_needed,
+             " bytes, the file has ", size, ")");
   int w = 0, h = 0, channels = 0;
+  // The size in the header decides the memory stb_image allocates before it reads any pixel: refuse the
+  // implausible before that (a 73-byte BMP declaring 327,680 x 768 pixels would take 750 MB).
+  if (stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &channels)) {
+    ISRN_CHECK(static_cast<int64_t>(w) * h <= kMaxImagePixels, "[read_image] ", name, ": ", w, "x", h,
+               " pixels, more than the ", kMaxImagePixels, " isrn decodes (corrupt header?)");
+    // A Huffman-coded JPEG (the only kind stb_image reads) codes the DC coefficient of every 8x8 block of
+    // its first component at least once, in at least one bit, so it cannot be smaller than one bit per block.
+    // stb_image decodes missing coded data as grey: a 238-byte file declaring 13055 x 12549 pixels came back
+    // as 164 megapixels of grey after seconds of work.
+    const int64_t blocks = (int64_t{w} + 7) / 8 * ((int64_t{h} + 7) / 8);
+    ISRN_CHECK(!jpeg || static_cast<int64_t>(size) * 8 >= blocks, "[read_image] ", name, ": truncated or corrupt JPEG (",
+               w, "x", h, " pixels need at least ", (blocks + 7) / 8, " bytes of coded data, the file has ", size, ")");
+  }
   std::unique_ptr<stbi_uc, void (*)(void*)> decoded(
       stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &channels, 3), stbi_image_free);
   ISRN_CHECK(decoded != nullptr, "[read_image] ", name, ": cannot decode: ", stbi_failure_reason());

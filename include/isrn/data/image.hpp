@@ -24,8 +24,12 @@ struct Image {
   const uint8_t* at(int64_t y, int64_t x) const { return pixels.data() + (y * width + x) * 3; }
 };
 
-// JPEG, PNG, BMP (anything stb_image reads), converted to RGB. A missing, truncated or corrupt file
-// throws an Error naming the file and the decoder's reason.
+// Larger images are refused before decoding: 2^28 pixels (16384 x 16384, 768 MiB as RGB) is beyond any camera's
+// photo, so a header declaring more is corrupt or hostile.
+inline constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
+
+// JPEG, PNG, BMP (anything stb_image reads), converted to RGB. A missing, truncated or corrupt file, or one
+// declaring more than kMaxImagePixels, throws an Error naming the file and the reason.
 Image read_image(const std::string& path);
 // The same from bytes in memory; `name` is what the error messages call them.
 Image decode_image(const uint8_t* data, size_t size, const std::string& name);
