@@ -160,6 +160,10 @@ TEST_CASE("image: unreadable files throw an Error naming the file") {
   expect_read_error(dir.file("short.bmp"), "truncated BMP");
   test::write_bytes(dir.file("headeronly.bmp"), bmp.substr(0, 60));
   expect_read_error(dir.file("headeronly.bmp"), "truncated BMP");
+  std::string no_rows = bmp;
+  for (int at = 22; at < 26; ++at) no_rows[at] = 0;  // height 0, which stb_image accepts
+  test::write_bytes(dir.file("norows.bmp"), no_rows);
+  expect_read_error(dir.file("norows.bmp"), "the image has no pixels (53x0)");
   // A header declaring more than kMaxImagePixels is refused before anything is allocated for it. (Grey, as
   // stb_image itself refuses more than 2^30 bytes of decoded PNG: 20000² RGB would not reach isrn's check.)
   std::string huge_png = png.substr(0, 33);  // signature and IHDR chunk

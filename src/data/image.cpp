@@ -89,6 +89,8 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
   std::unique_ptr<stbi_uc, void (*)(void*)> decoded(
       stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &channels, 3), stbi_image_free);
   ISRN_CHECK(decoded != nullptr, "[read_image] ", name, ": cannot decode: ", stbi_failure_reason());
+  // stb_image "decodes" a BMP declaring zero rows (found by fuzzing): an image without pixels is no image.
+  ISRN_CHECK(w > 0 && h > 0, "[read_image] ", name, ": the image has no pixels (", w, "x", h, ")");
   Image image;
   image.height = h;
   image.width = w;
