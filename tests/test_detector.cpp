@@ -252,6 +252,38 @@ TEST_CASE("detector config: SPEC defaults, JSON round trip, typos rejected by na
                        doctest::Contains("model.fpn.upsample"), Error);
   CHECK_THROWS_WITH_AS(models::DetectorConfig::from_json(io::JsonConfig::parse(R"({"infer": {"keep": "many"}})")),
                        doctest::Contains("infer.keep"), Error);
+  // Numbers out of range are refused when read, naming the key and the range (the fuzzer's configs reached
+  // model construction with a width of 1e9, and 2^32 + 18 read as depth 18).
+  const std::vector<std::pair<std::string, std::string>> out_of_range = {
+      {R"({"model": {"backbone": {"depth": 4294967314}}})", "'model.backbone.depth' must be 18, 34 or 50, got 4294967314"},
+      {R"({"model": {"backbone": {"width_mult": 1e9}}})", "'model.backbone.width_mult' must be in (0, 16]"},
+      {R"({"model": {"backbone": {"width_mult": 0}}})", "'model.backbone.width_mult' must be in (0, 16]"},
+      {R"({"model": {"head": {"prior": 1}}})", "'model.head.prior' must be in (0, 1)"},
+      {R"({"anchors": {"scales": []}})", "'anchors.scales' must list at least one scale"},
+      {R"({"anchors": {"scales": [1, -2]}})", "'anchors.scales' must be finite and positive, got -2"},
+      {R"({"anchors": {"ratio": 0}})", "'anchors.ratio' must be finite and positive"},
+      {R"({"match": {"step2": {"neg": 0.8, "pos": 0.7}}})", "'match.step2.neg' must be at most its 'pos', got 0.8"},
+      {R"({"match": {"step1": {"pos": 1.5}}})", "'match.step1.pos' must be in [0, 1], got 1.5"},
+      {R"({"stc": {"theta": -0.1}})", "'stc.theta' must be in [0, 1]"},
+      {R"({"infer": {"theta": 2}})", "'infer.theta' must be in [0, 1]"},
+      {R"({"loss": {"alpha": 1.1}})", "'loss.alpha' must be in [0, 1]"},
+      {R"({"loss": {"gamma": -1}})", "'loss.gamma' must be finite and non-negative"},
+      {R"({"loss": {"smooth_l1_beta": -0.5}})", "'loss.smooth_l1_beta' must be finite and non-negative"},
+      {R"({"infer": {"score_threshold": 1.01}})", "'infer.score_threshold' must be in [0, 1]"},
+      {R"({"infer": {"nms": -0.2}})", "'infer.nms' must be in [0, 1]"},
+      {R"({"infer": {"top_k": -1}})", "'infer.top_k' must be non-negative"},
+      {R"({"infer": {"keep": -3}})", "'infer.keep' must be non-negative"},
+  };
+  for (const auto& [text, message] : out_of_range) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH_AS(models::DetectorConfig::from_json(io::JsonConfig::parse(text)),
+                         doctest::Contains(message.c_str()), Error);
+  }
+  // The edges of each range are accepted.
+  CHECK_NOTHROW(models::DetectorConfig::from_json(io::JsonConfig::parse(
+      R"({"model": {"backbone": {"width_mult": 16}}, "match": {"step1": {"neg": 0.5, "pos": 0.5}},
+          "stc": {"theta": 0}, "infer": {"theta": 1, "nms": 1, "score_threshold": 0, "top_k": 0, "keep": 0},
+          "loss": {"alpha": 0, "gamma": 0, "smooth_l1_beta": 0}})")));
 }
 
 TEST_CASE("detector checkpoint: save → load_detector gives a bit-identical forward; partial loads report") {

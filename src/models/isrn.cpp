@@ -1,7 +1,9 @@
 #include "isrn/models/isrn.hpp"
 
+#include <cmath>
 #include <iomanip>
 #include <sstream>
+#include <utility>
 
 #include "isrn/autograd/grad_mode.hpp"
 #include "isrn/ops/loss.hpp"
@@ -77,7 +79,11 @@ DetectorConfig DetectorConfig::from_json(const io::JsonConfig& json) {
 DetectorConfig DetectorConfig::read(const io::JsonConfig& json) {
   DetectorConfig c;
   ResNetConfig& b = c.backbone;
-  b.depth = static_cast<int>(json.get<int64_t>("model.backbone.depth", b.depth));
+  const int64_t depth = json.get<int64_t>("model.backbone.depth", b.depth);
+  // Checked before the narrowing to int, which would read 2^32 + 18 as 18.
+  ISRN_CHECK(depth == 18 || depth == 34 || depth == 50, "[detector_config] key 'model.backbone.depth' must be 18, "
+             "34 or 50, got ", depth);
+  b.depth = static_cast<int>(depth);
   b.width_mult = json.get<double>("model.backbone.width_mult", b.width_mult);
   b.stem = parse_choice<Stem>(json, "model.backbone.stem", b.stem, {{"isrn", Stem::isrn}, {"resnet", Stem::resnet}});
   const bool group = parse_choice<bool>(json, "model.norm", b.norm.enabled(), {{"group", true}, {"none", false}});
@@ -127,6 +133,39 @@ DetectorConfig DetectorConfig::read(const io::JsonConfig& json) {
              a.se_reduction);
   ISRN_CHECK(a.seg_weight >= 0, "[detector_config] key 'ablation.seg_weight' must be non-negative, got ",
              a.seg_weight);
+
+  // Numbers out of range are named by their key when the file is read, not by the op that would meet them at
+  // construction or at the first step (or never: a negative gamma only shows as a NaN loss much later).
+  const auto require = [](bool ok, const char* key, double value, const char* range) {
+    ISRN_CHECK(ok, "[detector_config] key '", key, "' must be ", range, ", got ", value);
+  };
+  const auto fraction = [&](const char* key, double value) {
+    require(value >= 0 && value <= 1, key, value, "in [0, 1]");
+  };
+  // 16x the paper's width is 1.6 G parameters in the backbone alone: beyond that a typo, not a model.
+  require(b.width_mult > 0 && b.width_mult <= 16, "model.backbone.width_mult", b.width_mult, "in (0, 16]");
+  require(c.head.prior > 0 && c.head.prior < 1, "model.head.prior", c.head.prior, "in (0, 1)");
+  ISRN_CHECK(!c.anchors.scales.empty(), "[detector_config] key 'anchors.scales' must list at least one scale");
+  for (const double s : c.anchors.scales) require(std::isfinite(s) && s > 0, "anchors.scales", s, "finite and positive");
+  require(std::isfinite(c.anchors.ratio) && c.anchors.ratio > 0, "anchors.ratio", c.anchors.ratio, "finite and positive");
+  for (const auto& [step, thresholds] : {std::pair{"step1", &t.match.step1}, std::pair{"step2", &t.match.step2}}) {
+    const std::string neg = std::string("match.") + step + ".neg", pos = std::string("match.") + step + ".pos";
+    fraction(neg.c_str(), thresholds->negative_below);
+    fraction(pos.c_str(), thresholds->positive_at_least);
+    require(thresholds->negative_below <= thresholds->positive_at_least, neg.c_str(), thresholds->negative_below,
+            "at most its 'pos'");
+  }
+  fraction("stc.theta", t.stc_theta);
+  fraction("infer.theta", i.stc_theta);
+  fraction("loss.alpha", c.loss.focal_alpha);
+  require(std::isfinite(c.loss.focal_gamma) && c.loss.focal_gamma >= 0, "loss.gamma", c.loss.focal_gamma,
+          "finite and non-negative");
+  require(std::isfinite(c.loss.smooth_l1_beta) && c.loss.smooth_l1_beta >= 0, "loss.smooth_l1_beta",
+          c.loss.smooth_l1_beta, "finite and non-negative");
+  fraction("infer.score_threshold", i.score_threshold);
+  fraction("infer.nms", i.nms_iou);
+  require(i.pre_nms_top_n >= 0, "infer.top_k", static_cast<double>(i.pre_nms_top_n), "non-negative");
+  require(i.keep_top_n >= 0, "infer.keep", static_cast<double>(i.keep_top_n), "non-negative");
   return c.resolved();
 }
 
