@@ -55,6 +55,15 @@ static int stbi__getn(stbi__context *s, stbi_uc *buffer, int n)
    if (c < 0 || c >= 256) return -1; /* isrn: a code outside the table is a corrupt file */
 ]=])
 
+  # The bit reader stops short at a marker, so the fast AC path (baseline and progressive) can take more bits
+  # than the buffer holds: the bit count goes negative and the next refill shifts by 33 or more.
+  _isrn_stb_add_check(text applied "JPEG fast AC bit count" [=[
+s = r & 15; // combined length
+]=] [=[
+s = r & 15; // combined length
+         if (s > j->code_bits) return stbi__err("bad huffman code","Corrupt JPEG"); /* isrn: fewer bits than the code */
+]=])
+
   file(WRITE "${out_dir}/stb/stb_image.h.new" "${text}")
   file(COPY_FILE "${out_dir}/stb/stb_image.h.new" "${out_dir}/stb/stb_image.h" ONLY_IF_DIFFERENT)
   file(REMOVE "${out_dir}/stb/stb_image.h.new")
