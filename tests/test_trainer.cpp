@@ -42,6 +42,14 @@ data::SyntheticDataset tiny_data(const train::TrainConfig& c, size_t n, uint64_t
   return data::SyntheticDataset(c.synthetic.scenes, seed, n);
 }
 
+// A run into `dir` that stops after `max_iters` iterations.
+train::TrainOptions run_options(const test::TempDir& dir, int64_t max_iters) {
+  train::TrainOptions options;
+  options.out_dir = dir.path.string();
+  options.max_iters = max_iters;
+  return options;
+}
+
 // Every index listed throws the Error a corrupt image would.
 class FlakyDataset : public data::Dataset {
  public:
@@ -194,9 +202,7 @@ TEST_CASE("trainer: a non-finite loss stops the run before the update; the last 
   train::TrainConfig c = tiny_train_config();
   const data::SyntheticDataset train_set = tiny_data(c, 6);
   test::TempDir dir("isrn_trainer_nan");
-  train::TrainOptions options;
-  options.out_dir = dir.path.string();
-  options.max_iters = 4;
+  train::TrainOptions options = run_options(dir, 4);
   train::Trainer(c, train_set, nullptr, options).run();
   const std::string ckpt = dir.file("checkpoints/ckpt_000000004.safetensors");
   const std::string before = io::read_file(ckpt);
@@ -239,9 +245,7 @@ TEST_CASE("trainer: on resume a log line cut short is dropped, a complete record
   train::TrainConfig c = tiny_train_config();
   const data::SyntheticDataset train_set = tiny_data(c, 6);
   test::TempDir dir("isrn_trainer_log");
-  train::TrainOptions options;
-  options.out_dir = dir.path.string();
-  options.max_iters = 2;
+  train::TrainOptions options = run_options(dir, 2);
   train::Trainer(c, train_set, nullptr, options).run();
   const std::string log_path = dir.file("train_log.jsonl");
   const std::string log = io::read_file(log_path);
