@@ -149,6 +149,11 @@ TEST_CASE("wider: every malformed file is an Error naming the file and the 1-bas
       {"short dummy line", a + "0\n0 0 0 0\n", 3, "the dummy line that follows the zero face count on line 2 with ten columns"},
       {"blank line between records", a + "1\n" + face + "\n" + b + "1\n" + face, 4, "blank line where an image path was expected"},
       {"path without an event folder", std::string("a_1.jpg\n1\n") + face, 1, "expected an image path 'event/name.jpg'"},
+      {"path leaving the images folder", b + "1\n" + face + "../x.jpg\n1\n" + face, 4,
+       "expected an image path 'event/name.jpg' inside the images folder, found '../x.jpg'"},
+      {"path two folders deep", std::string("a--A/sub/a_1.jpg\n1\n") + face, 1,
+       "inside the images folder, found 'a--A/sub/a_1.jpg'"},
+      {"path naming a folder", std::string("a--A/..\n1\n") + face, 1, "inside the images folder, found 'a--A/..'"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);

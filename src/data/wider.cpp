@@ -171,6 +171,12 @@ WiderAnnotations parse_wider_annotations(const std::string& text, const std::str
     const size_t slash = path.find('/');
     if (slash == 0 || slash == std::string_view::npos || slash + 1 == path.size())
       lines.fail(record.line, "expected an image path 'event/name.jpg', found ", quoted(path));
+    // Exactly one folder level, and no '.' or '..' for it or the name: an annotation file names images inside
+    // its data set's images folder, never beside or above it.
+    const std::string_view event = path.substr(0, slash), name = path.substr(slash + 1);
+    if (name.find('/') != std::string_view::npos || event == "." || event == ".." || name == "." || name == "..")
+      lines.fail(record.line, "expected an image path 'event/name.jpg' inside the images folder, found ",
+                 quoted(path));
     record.path = std::string(path);
 
     if (lines.at_end()) lines.fail(record.line, "the file ends after the image path: the face count is missing");

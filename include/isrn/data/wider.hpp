@@ -62,11 +62,11 @@ struct WiderAnnotations {
   WiderStats stats;
 };
 
-// Parses annotation text; `source` names it in error messages. Anything malformed (a non-numeric or
-// out-of-range value, a wrong column count, a negative count, a count that does not match the lines
-// that follow, a missing or non-zero dummy line, text ending inside a record) throws isrn::Error
-// "[wider] <source>:<line>: <problem>" with the 1-based line number. Trailing blanks, CRLF line ends
-// and blank lines at the end of the file are accepted.
+// Parses annotation text; `source` names it in error messages. Anything malformed (an image path other than
+// `event/name` inside the images folder, a non-numeric or out-of-range value, a wrong column count, a negative
+// count, a count that does not match the lines that follow, a missing or non-zero dummy line, text ending inside
+// a record) throws isrn::Error "[wider] <source>:<line>: <problem>" with the 1-based line number. Trailing
+// blanks, CRLF line ends and blank lines at the end of the file are accepted.
 WiderAnnotations parse_wider_annotations(const std::string& text, const std::string& source = "<string>");
 WiderAnnotations read_wider_annotations(const std::string& path);
 
