@@ -157,6 +157,11 @@ CocoAnnotations parse_coco(const std::string& text, const std::string& source, c
     image.id = r.integer(r.field(image_array[i], "id", path), path + ".id");
     image.file_name = r.string(r.field(image_array[i], "file_name", path), path + ".file_name");
     if (image.file_name.empty()) r.fail(path + ".file_name", "empty file name");
+    // Relative to the image folder and inside it: an annotation file names its own images, not others.
+    const std::filesystem::path relative(image.file_name);
+    const bool climbs = std::any_of(relative.begin(), relative.end(), [](const auto& part) { return part == ".."; });
+    if (relative.is_absolute() || climbs)
+      r.fail(path + ".file_name", "'", image.file_name, "' leaves the image folder");
     image.width = r.integer(r.field(image_array[i], "width", path), path + ".width");
     image.height = r.integer(r.field(image_array[i], "height", path), path + ".height");
     if (image.width <= 0 || image.height <= 0)
