@@ -83,8 +83,9 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
     // stb_image decodes missing coded data as grey: a 238-byte file declaring 13055 x 12549 pixels came back
     // as 164 megapixels of grey after seconds of work.
     const int64_t blocks = (int64_t{w} + 7) / 8 * ((int64_t{h} + 7) / 8);
-    ISRN_CHECK(!jpeg || static_cast<int64_t>(size) * 8 >= blocks, "[read_image] ", name, ": truncated or corrupt JPEG (",
-               w, "x", h, " pixels need at least ", (blocks + 7) / 8, " bytes of coded data, the file has ", size, ")");
+    ISRN_CHECK(!jpeg || static_cast<int64_t>(size) * 8 >= blocks, "[read_image] ", name,
+               ": truncated or corrupt JPEG (", w, "x", h, " pixels need at least ", (blocks + 7) / 8,
+               " bytes of coded data, the file has ", size, ")");
   }
   std::unique_ptr<stbi_uc, void (*)(void*)> decoded(
       stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &channels, 3), stbi_image_free);

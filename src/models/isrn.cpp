@@ -146,8 +146,10 @@ DetectorConfig DetectorConfig::read(const io::JsonConfig& json) {
   require(b.width_mult > 0 && b.width_mult <= 16, "model.backbone.width_mult", b.width_mult, "in (0, 16]");
   require(c.head.prior > 0 && c.head.prior < 1, "model.head.prior", c.head.prior, "in (0, 1)");
   ISRN_CHECK(!c.anchors.scales.empty(), "[detector_config] key 'anchors.scales' must list at least one scale");
-  for (const double s : c.anchors.scales) require(std::isfinite(s) && s > 0, "anchors.scales", s, "finite and positive");
-  require(std::isfinite(c.anchors.ratio) && c.anchors.ratio > 0, "anchors.ratio", c.anchors.ratio, "finite and positive");
+  for (const double s : c.anchors.scales)
+    require(std::isfinite(s) && s > 0, "anchors.scales", s, "finite and positive");
+  require(std::isfinite(c.anchors.ratio) && c.anchors.ratio > 0, "anchors.ratio", c.anchors.ratio,
+          "finite and positive");
   for (const auto& [step, thresholds] : {std::pair{"step1", &t.match.step1}, std::pair{"step2", &t.match.step2}}) {
     const std::string neg = std::string("match.") + step + ".neg", pos = std::string("match.") + step + ".pos";
     fraction(neg.c_str(), thresholds->negative_below);

@@ -87,7 +87,8 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
     for (const auto& [name, g] : doc.at("generators").items()) {
       ISRN_CHECK(g.at("state").is_number_unsigned() && g.at("has_spare").is_boolean() &&
                      g.at("spare").is_number(),
-                 where, "generator '", name, "' is ", g.dump(), ", not {state: unsigned, has_spare: bool, spare: number}");
+                 where, "generator '", name, "' is ", g.dump(),
+                 ", not {state: unsigned, has_spare: bool, spare: number}");
       progress.generators[name] = {g.at("state").get<uint64_t>(), g.at("has_spare").get<bool>(),
                                    g.at("spare").get<double>()};
     }
@@ -105,8 +106,8 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
   }
   std::map<std::string, const Tensor*> buffers;
   for (const auto& [name, t] : file.tensors) buffers[name] = &t;
-  ISRN_CHECK(groups.size() == optimizer.num_groups(), where, "holds ", groups.size(), " parameter groups, the optimizer has ",
-             optimizer.num_groups());
+  ISRN_CHECK(groups.size() == optimizer.num_groups(), where, "holds ", groups.size(),
+             " parameter groups, the optimizer has ", optimizer.num_groups());
   // Validate everything before changing the optimizer, so a mismatch leaves it as it was.
   for (size_t g = 0; g < optimizer.num_groups(); ++g) {
     const size_t count = groups[g].params;
