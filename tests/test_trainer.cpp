@@ -42,13 +42,20 @@ data::SyntheticDataset tiny_data(const train::TrainConfig& c, size_t n, uint64_t
   return data::SyntheticDataset(c.synthetic.scenes, seed, n);
 }
 
-// A run into `dir` that stops after `max_iters` iterations.
-train::TrainOptions run_options(const test::TempDir& dir, int64_t max_iters) {
+// The tiny config trained on 6 generated images for `iterations` into a fresh folder: the first leg of the
+// cases that then resume it.
+struct FinishedRun {
+  train::TrainConfig c = tiny_train_config();
+  const data::SyntheticDataset train_set = tiny_data(c, 6);
+  test::TempDir dir;
   train::TrainOptions options;
-  options.out_dir = dir.path.string();
-  options.max_iters = max_iters;
-  return options;
-}
+
+  FinishedRun(const std::string& prefix, int64_t iterations) : dir(prefix) {
+    options.out_dir = dir.path.string();
+    options.max_iters = iterations;
+    train::Trainer(c, train_set, nullptr, options).run();
+  }
+};
 
 // Every index listed throws the Error a corrupt image would.
 class FlakyDataset : public data::Dataset {
@@ -199,11 +206,8 @@ TEST_CASE("trainer: N iterations straight equal N/2, a resume, and N/2 more, bit
 }
 
 TEST_CASE("trainer: a non-finite loss stops the run before the update; the last checkpoint is untouched") {
-  train::TrainConfig c = tiny_train_config();
-  const data::SyntheticDataset train_set = tiny_data(c, 6);
-  test::TempDir dir("isrn_trainer_nan");
-  train::TrainOptions options = run_options(dir, 4);
-  train::Trainer(c, train_set, nullptr, options).run();
+  FinishedRun run("isrn_trainer_nan", 4);
+  auto& [c, train_set, dir, options] = run;
   const std::string ckpt = dir.file("checkpoints/ckpt_000000004.safetensors");
   const std::string before = io::read_file(ckpt);
   // An absurd rate overflows the weights within a few steps.
@@ -242,11 +246,8 @@ TEST_CASE("trainer: unreadable samples are skipped and counted; a stop request s
 }
 
 TEST_CASE("trainer: on resume a log line cut short is dropped, a complete record of the wrong shape is refused") {
-  train::TrainConfig c = tiny_train_config();
-  const data::SyntheticDataset train_set = tiny_data(c, 6);
-  test::TempDir dir("isrn_trainer_log");
-  train::TrainOptions options = run_options(dir, 2);
-  train::Trainer(c, train_set, nullptr, options).run();
+  FinishedRun run("isrn_trainer_log", 2);
+  auto& [c, train_set, dir, options] = run;
   const std::string log_path = dir.file("train_log.jsonl");
   const std::string log = io::read_file(log_path);
 

@@ -73,7 +73,7 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
     const nlohmann::json doc = nlohmann::json::parse(meta("progress"));
     // nlohmann's get<> converts between number kinds silently (-1 to 2^64 - 1, 2.5 to 2): each value is
     // checked for the kind it must be.
-    const auto count = [&](const nlohmann::json& object, const char* key) {
+    const auto non_negative_integer = [&](const nlohmann::json& object, const char* key) {
       const nlohmann::json& v = object.at(key);
       ISRN_CHECK(v.is_number_unsigned(), where, "progress '", key, "' is ", v.dump(), ", not a non-negative integer");
       const uint64_t value = v.get<uint64_t>();
@@ -81,9 +81,9 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
                  "' is ", value, ", beyond int64");
       return static_cast<int64_t>(value);
     };
-    progress.iteration = count(doc, "iteration");
-    progress.epoch = count(doc, "epoch");
-    progress.batches_in_epoch = count(doc, "batches_in_epoch");
+    progress.iteration = non_negative_integer(doc, "iteration");
+    progress.epoch = non_negative_integer(doc, "epoch");
+    progress.batches_in_epoch = non_negative_integer(doc, "batches_in_epoch");
     for (const auto& [name, g] : doc.at("generators").items()) {
       ISRN_CHECK(g.at("state").is_number_unsigned() && g.at("has_spare").is_boolean() &&
                      g.at("spare").is_number(),
@@ -99,7 +99,7 @@ TrainingProgress load_training_state(const std::string& path, SGD& optimizer) {
       const nlohmann::json& lr = g.at("lr");
       ISRN_CHECK(lr.is_number() && lr.get<double>() >= 0, where, "a group's lr is ", lr.dump(),
                  ", not a non-negative number");
-      groups.push_back({lr.get<double>(), static_cast<size_t>(count(g, "params"))});
+      groups.push_back({lr.get<double>(), static_cast<size_t>(non_negative_integer(g, "params"))});
     }
   } catch (const nlohmann::json::exception& e) {
     ISRN_CHECK(false, where, "malformed progress record: ", e.what());
