@@ -48,4 +48,13 @@ void* allocate(size_t nbytes, int device);
 void deallocate(void* ptr, int device);
 void memcpy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 int device_count();
+// Page-locked host memory (cudaHostAlloc), or nullptr when there is no GPU to lock it for.
+void* allocate_pinned(size_t nbytes);
+void deallocate_pinned(void* ptr) noexcept;
+// Enqueues a copy from pinned host memory to `device` on its current stream without waiting, then
+// records `event` after it (creating the event on `device` when it is null).
+void copy_to_device_async(void* dst, int device, const void* src, size_t nbytes, void*& event);
+// Blocks until the work before the event's last record has completed.
+void wait_event(void* event);
+void destroy_event(void* event) noexcept;
 }  // namespace isrn::cuda_runtime

@@ -7,6 +7,7 @@
 
 #include "backend.hpp"
 #include "isrn/config.hpp"
+#include "isrn/cuda/runtime.hpp"
 #include "isrn/autograd/grad_mode.hpp"
 
 namespace isrn {
@@ -86,26 +87,74 @@ constexpr size_t kCpuAlignment = 64;
 bool GradMode::is_enabled() { return grad_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_enabled = enabled; }
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+namespace {
+void* allocate_host(size_t nbytes) {
+  const size_t rounded = (std::max<size_t>(nbytes, 1) + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+  void* data = std::aligned_alloc(kCpuAlignment, rounded);
+  ISRN_CHECK(data != nullptr, "[storage] out of host memory allocating ", nbytes, " bytes");
+  return data;
+}
+}  // namespace
+
+Storage::Storage(size_t nbytes, Device device, HostMemory host) : nbytes_(nbytes), device_(device) {
+  ISRN_CHECK(host == HostMemory::Pageable || device.is_cpu(), "[storage] pinned memory is host memory, but ",
+             device, " was asked for");
   if (device.is_cpu()) {
-    const size_t rounded = (std::max<size_t>(nbytes, 1) + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    data_ = std::aligned_alloc(kCpuAlignment, rounded);
-    ISRN_CHECK(data_ != nullptr, "[storage] out of host memory allocating ", nbytes, " bytes");
+    if (host == HostMemory::Pinned) {
+      data_ = cuda_runtime::allocate_pinned(nbytes);
+      pinned_ = data_ != nullptr;
+    }
+    if (data_ == nullptr) data_ = allocate_host(nbytes);
   } else {
     data_ = cuda_runtime::allocate(nbytes, device.index);
   }
 }
 
 Storage::~Storage() {
-  if (device_.is_cpu()) {
-    std::free(data_);
-  } else {
-    try {
-      cuda_runtime::deallocate(data_, device_.index);
-    } catch (...) {  // destructors never throw; a failed free is reported by the runtime
+  try {
+    if (read_done_ != nullptr) {
+      cuda_runtime::wait_event(read_done_);
+      cuda_runtime::destroy_event(read_done_);
     }
+    if (device_.is_cuda()) cuda_runtime::deallocate(data_, device_.index);
+  } catch (...) {  // destructors never throw; a failed wait or free is reported by the runtime
   }
+  if (pinned_) cuda_runtime::deallocate_pinned(data_);
+  else if (device_.is_cpu()) std::free(data_);
 }
+
+void Storage::copy_to_device_async(void* dst, Device dst_device, const void* src, size_t nbytes) {
+  const auto* begin = static_cast<const char*>(data_);
+  const auto* from = static_cast<const char*>(src);
+  ISRN_CHECK(pinned_ && dst_device.is_cuda() && from >= begin && from + nbytes <= begin + nbytes_,
+             "[storage] an asynchronous copy reads pinned host memory into a CUDA device (pinned: ", pinned_,
+             ", to ", dst_device, ")");
+  if (nbytes == 0) return;
+  if (read_done_ != nullptr && read_done_device_ != dst_device.index) {
+    // An event is recorded on its own device's streams only.
+    cuda_runtime::wait_event(read_done_);
+    cuda_runtime::destroy_event(read_done_);
+    read_done_ = nullptr;
+  }
+  cuda_runtime::copy_to_device_async(dst, dst_device.index, src, nbytes, read_done_);
+  read_done_device_ = dst_device.index;
+}
+
+void Storage::wait_for_device_reads() const {
+  if (read_done_ != nullptr) cuda_runtime::wait_event(read_done_);
+}
+
+namespace cuda {
+PinnedBuffer::PinnedBuffer() = default;
+PinnedBuffer::PinnedBuffer(size_t nbytes)
+    : storage_(nbytes == 0 ? nullptr : std::make_unique<Storage>(nbytes, Device::cpu(), HostMemory::Pinned)) {}
+PinnedBuffer::~PinnedBuffer() = default;
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept = default;
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept = default;
+void* PinnedBuffer::data() const { return storage_ ? storage_->data() : nullptr; }
+size_t PinnedBuffer::size() const { return storage_ ? storage_->nbytes() : 0; }
+bool PinnedBuffer::pinned() const { return storage_ && storage_->pinned(); }
+}  // namespace cuda
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
   if (nbytes == 0) return;

@@ -115,7 +115,8 @@ void* Tensor::raw_data() const {
 Tensor empty(const Shape& shape, TensorOptions options) {
   check_rank(shape, "empty");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(options.dtype_), options.device_);
+  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(options.dtype_), options.device_,
+                                            options.pinned_memory_ ? HostMemory::Pinned : HostMemory::Pageable);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = options.dtype_;
@@ -320,9 +321,11 @@ Tensor Tensor::contiguous() const {
 // --- copies ----------------------------------------------------------------------------------------
 
 namespace {
-// A contiguous copy of `src` with another dtype and/or device, no autograd.
-Tensor copy_to(const Tensor& src, DType dtype, Device device) {
-  Tensor out = empty(src.shape(), TensorOptions(dtype).device(device));
+// A contiguous copy of `src` with another dtype and/or device, no autograd. `out_options` may ask for
+// pinned memory; `non_blocking` is Tensor::to's.
+Tensor copy_to(const Tensor& src, DType dtype, Device device, TensorOptions out_options = {},
+               bool non_blocking = false) {
+  Tensor out = empty(src.shape(), out_options.dtype(dtype).device(device));
   if (src.numel() == 0) return out;
   if (src.device() == device) {
     ISRN_DISPATCH(device, copy, src, out);
@@ -334,7 +337,12 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
     staged = empty(src.shape(), TensorOptions(dtype).device(src.device()));
     ISRN_DISPATCH(src.device(), copy, src, staged);
   }
-  copy_bytes(out.raw_data(), device, staged.raw_data(), src.device(), out.numel() * dtype_size(dtype));
+  const size_t nbytes = out.numel() * dtype_size(dtype);
+  if (non_blocking && device.is_cuda() && staged.storage()->pinned()) {
+    staged.storage()->copy_to_device_async(out.raw_data(), device, staged.raw_data(), nbytes);
+  } else {
+    copy_bytes(out.raw_data(), device, staged.raw_data(), src.device(), nbytes);
+  }
   return out;
 }
 }  // namespace
@@ -344,11 +352,22 @@ Tensor Tensor::clone() const {
                 [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
-Tensor Tensor::to(Device target) const {
+Tensor Tensor::to(Device target) const { return to(target, /*non_blocking=*/false); }
+
+Tensor Tensor::to(Device target, bool non_blocking) const {
   if (target == device()) return *this;
   const Device from = device();
-  return record(copy_to(*this, dtype(), target), "to_device", {*this},
+  return record(copy_to(*this, dtype(), target, {}, non_blocking), "to_device", {*this},
                 [from](const Tensor& g) { return std::vector<Tensor>{g.to(from)}; });
+}
+
+bool Tensor::is_pinned() const { return storage()->pinned(); }
+
+Tensor Tensor::pin_memory() const {
+  ISRN_CHECK(device().is_cpu(), "[pin_memory] pinned memory is host memory; the tensor is on ", device());
+  if (is_pinned()) return *this;
+  return record(copy_to(*this, dtype(), device(), TensorOptions().pinned_memory(true)), "pin_memory", {*this},
+                [](const Tensor& g) { return std::vector<Tensor>{g}; });
 }
 
 Tensor Tensor::to(DType target) const {

@@ -109,6 +109,64 @@ TEST_CASE("cuda runtime: statistics, switches and pinned buffers exist in every 
   }
 }
 
+TEST_CASE("pinned tensors: page-locked where a GPU is present, the same values, and copies that do not wait") {
+  const Tensor source = test::random({3, 5, 7}, 41);
+  const Tensor pinned = source.pin_memory();
+  CHECK(pinned.is_pinned() == cuda_available());  // ordinary memory without a GPU to lock pages for
+  CHECK(!source.is_pinned());
+  CHECK(pinned.device() == Device::cpu());
+  CHECK(pinned.to_vector<double>() == source.to_vector<double>());
+  if (pinned.is_pinned()) CHECK(pinned.pin_memory().storage() == pinned.storage());  // pinned already: itself
+  // A non-contiguous view is pinned as a contiguous copy of its values.
+  const Tensor view = source.slice(2, 1, 7, 2).pin_memory();
+  CHECK(view.is_contiguous());
+  CHECK(view.to_vector<double>() == source.slice(2, 1, 7, 2).to_vector<double>());
+  const Tensor factory = full({4, 4}, 2.5, TensorOptions().pinned_memory(true));
+  CHECK(factory.is_pinned() == cuda_available());
+  CHECK(factory.to_vector<float>() == std::vector<float>(16, 2.5f));
+  // Gradients pass through pin_memory as through a copy.
+  Tensor leaf = test::random({4}, 42);
+  leaf.set_requires_grad(true);
+  sum(mul(leaf.pin_memory(), 3.0)).backward();
+  CHECK(leaf.grad().to_vector<double>() == std::vector<double>(4, 3.0));
+  // Pinned memory is host memory: a CUDA tensor cannot be pinned or made pinned.
+  CHECK_THROWS_WITH_AS(empty({2}, TensorOptions().device(kCuda).pinned_memory(true)),
+                       doctest::Contains("pinned memory is host memory"), Error);
+  if (!cuda_available()) {
+    // non_blocking has no GPU to act on: the flag changes nothing for a copy between host tensors.
+    CHECK(pinned.to(Device::cpu(), true).storage() == pinned.storage());
+    return;
+  }
+  CHECK_THROWS_WITH_AS(source.to(kCuda).pin_memory(), doctest::Contains("[pin_memory]"), Error);
+
+  // Copies enqueued without waiting, the source released at once: the storage's release waits for the
+  // copy, so the device sees the values; several copies from one storage, and one of a view into it.
+  std::vector<Tensor> on_device;
+  std::vector<std::vector<double>> expected;
+  for (uint64_t seed = 0; seed < 8; ++seed) {
+    Tensor host = test::random({256, 1024}, 100 + seed).pin_memory();  // 2 MiB: a copy that takes a while
+    expected.push_back(host.to_vector<double>());
+    on_device.push_back(host.to(kCuda, /*non_blocking=*/true));
+    on_device.push_back(host.to(kCuda, /*non_blocking=*/true));
+    expected.push_back(expected.back());
+    on_device.push_back(host.narrow(0, 128, 64).to(kCuda, /*non_blocking=*/true));
+    expected.push_back(host.narrow(0, 128, 64).to_vector<double>());
+  }  // each `host` is released here, its copies perhaps still in flight
+  for (size_t i = 0; i < on_device.size(); ++i) {
+    CAPTURE(i);
+    CHECK(on_device[i].device() == kCuda);
+    CHECK(on_device[i].to_vector<double>() == expected[i]);
+  }
+  // From pageable memory non_blocking changes nothing; the result is the same.
+  CHECK(source.to(kCuda, true).to_vector<double>() == source.to_vector<double>());
+  // Waiting on a storage without copies in flight, or after them, returns at once.
+  const Tensor settled = test::random({64}, 7).pin_memory();
+  settled.storage()->wait_for_device_reads();
+  const Tensor up = settled.to(kCuda, true);
+  settled.storage()->wait_for_device_reads();
+  CHECK(up.to_vector<double>() == settled.to_vector<double>());
+}
+
 // --- the allocator -----------------------------------------------------------------------------------
 
 TEST_CASE("cuda runtime: the caching allocator rounds, splits, reuses, coalesces and releases") {

@@ -224,6 +224,40 @@ TEST_CASE("loader: batch memory is recycled only once the consumer has let go of
   }
 }
 
+TEST_CASE("loader: pinned batches are the same batches, and a buffer a GPU copy still reads is not rewritten") {
+  PatternDataset ds(41);
+  for (int64_t workers : {0, 2}) {
+    CAPTURE(workers);
+    LoaderConfig config{3, workers, 1, true, false, 8};
+    DataLoader plain(ds, config);
+    config.pin_memory = true;
+    DataLoader pinned(ds, config);
+    // Each batch goes up to the GPU without waiting and is dropped at once, so the loader recycles its
+    // buffer while the copy may still be reading it (prefetch 1 keeps only a few buffers in the cycle).
+    std::vector<Tensor> on_device;
+    std::vector<Batch> reference;
+    for (int64_t epoch : {0, 1}) {
+      std::vector<Batch> want = whole_epoch(plain, epoch);
+      std::vector<Batch> got;
+      pinned.start_epoch(epoch);
+      Batch b;
+      while (pinned.next(b)) {
+        CHECK(b.images.is_pinned() == cuda_available());
+        if (cuda_available()) on_device.push_back(b.images.to(Device::cuda(0), /*non_blocking=*/true));
+        got.push_back(b);
+        got.back().images = b.images.clone();  // a pageable copy, so the pinned buffer can be recycled
+      }
+      check_same(got, want, "pinned against pageable, epoch " + std::to_string(epoch));
+      reference.insert(reference.end(), std::make_move_iterator(want.begin()), std::make_move_iterator(want.end()));
+    }
+    REQUIRE(on_device.size() == (cuda_available() ? reference.size() : 0));
+    for (size_t k = 0; k < on_device.size(); ++k) {
+      CAPTURE(k);
+      CHECK(on_device[k].to_vector<float>() == reference[k].images.to_vector<float>());
+    }
+  }
+}
+
 TEST_CASE("loader: every index once per epoch; the order follows (seed, epoch) alone") {
   for (size_t n : {0, 1, 2, 37}) {
     std::vector<size_t> order = epoch_order(n, 5, 3, true);

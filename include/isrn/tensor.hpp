@@ -38,15 +38,19 @@ struct TensorImpl {
   std::weak_ptr<autograd::Node> grad_accumulator;
 };
 
-// Options for the factories: dtype and device, chainable: `TensorOptions().dtype(DType::Int64)`.
+// Options for the factories: dtype, device and (for CPU tensors) page-locked memory, chainable:
+// `TensorOptions().dtype(DType::Int64)`.
 struct TensorOptions {
   DType dtype_ = DType::Float32;
   Device device_ = Device::cpu();
+  bool pinned_memory_ = false;
   TensorOptions() = default;
   TensorOptions(DType t) : dtype_(t) {}
   TensorOptions(Device d) : device_(d) {}
   TensorOptions dtype(DType t) const { auto o = *this; o.dtype_ = t; return o; }
   TensorOptions device(Device d) const { auto o = *this; o.device_ = d; return o; }
+  // Page-locked host memory, which host-to-device copies read directly (see Tensor::pin_memory).
+  TensorOptions pinned_memory(bool pinned) const { auto o = *this; o.pinned_memory_ = pinned; return o; }
 };
 
 // A seeded random source. Factories draw on the CPU and copy to the target device, so a seed gives
@@ -149,7 +153,16 @@ class Tensor {
 
   // --- copies and conversion ----------------------------------------------------------------
   Tensor to(Device device) const;
+  // With non_blocking, a copy from pinned CPU memory to a CUDA device is enqueued and the call returns
+  // at once (as PyTorch's non_blocking=true): the device's later work sees the data, and the storage
+  // is kept (its release waits) until the copy has read it, but writing to the source before then is a
+  // race. Every other copy completes before returning, as without the flag.
+  Tensor to(Device device, bool non_blocking) const;
   Tensor to(DType dtype) const;
+  // A copy in page-locked host memory (the tensor itself when it is pinned already). On a machine
+  // without a GPU the copy is in ordinary memory and is_pinned() is false.
+  Tensor pin_memory() const;
+  bool is_pinned() const;
   Tensor clone() const;
   Tensor detach() const;  // shares storage, no autograd history
   // In-place writes: not recorded by autograd; refused on a leaf that requires grad while grad

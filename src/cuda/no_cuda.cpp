@@ -37,6 +37,11 @@ void deallocate(void*, int) {}
 void memcpy(void*, Device, const void*, Device, size_t) { no_cuda("copy"); }
 int device_count() { return 0; }
 void synchronize(int) {}
+void* allocate_pinned(size_t) { return nullptr; }  // no GPU to lock pages for: the caller uses pageable memory
+void deallocate_pinned(void*) noexcept {}
+void copy_to_device_async(void*, int, const void*, size_t, void*&) { no_cuda("copy"); }
+void wait_event(void*) {}
+void destroy_event(void*) noexcept {}
 }  // namespace cuda_runtime
 
 // The user-facing CUDA controls exist in every build: no device memory, so nothing to report or release.
@@ -52,34 +57,6 @@ std::atomic<bool> tf32_allowed{false};  // remembered so the getter agrees with 
 void set_allow_tf32(bool allow) { tf32_allowed.store(allow); }
 bool allow_tf32() { return tf32_allowed.load(); }
 
-namespace {
-constexpr size_t kHostAlignment = 64;
-}
-PinnedBuffer::PinnedBuffer(size_t nbytes) : nbytes_(nbytes) {
-  if (nbytes == 0) return;
-  data_ = std::aligned_alloc(kHostAlignment, (nbytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment);
-  ISRN_CHECK(data_ != nullptr, "[pinned buffer] out of host memory allocating ", nbytes, " bytes");
-}
-void PinnedBuffer::release() noexcept {
-  std::free(data_);
-  data_ = nullptr;
-  nbytes_ = 0;
-}
-PinnedBuffer::~PinnedBuffer() { release(); }
-PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept : data_(other.data_), nbytes_(other.nbytes_) {
-  other.data_ = nullptr;
-  other.nbytes_ = 0;
-}
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
-  if (this != &other) {
-    release();
-    data_ = other.data_;
-    nbytes_ = other.nbytes_;
-    other.data_ = nullptr;
-    other.nbytes_ = 0;
-  }
-  return *this;
-}
 }  // namespace cuda
 
 }  // namespace isrn

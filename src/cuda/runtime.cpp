@@ -1,5 +1,6 @@
 // The CUDA runtime layer: device discovery, error reporting, the caching allocator, copies between
 // host and device, pinned host buffers and the TF32 switch.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -262,54 +263,6 @@ std::atomic<bool> tf32_allowed{false};
 void set_allow_tf32(bool allow) { tf32_allowed.store(allow); }
 bool allow_tf32() { return tf32_allowed.load(); }
 
-// --- pinned host buffers -----------------------------------------------------------------------------
-
-namespace {
-constexpr size_t kHostAlignment = 64;
-}
-
-PinnedBuffer::PinnedBuffer(size_t nbytes) : nbytes_(nbytes) {
-  if (nbytes == 0) return;
-  if (cuda_runtime::device_count() > 0) {
-    ISRN_CUDA_CHECK(cudaHostAlloc(&data_, nbytes, cudaHostAllocDefault));
-    pinned_ = true;
-  } else {  // a CUDA build on a machine without a GPU: the loader still gets its buffer
-    data_ = std::aligned_alloc(kHostAlignment, (nbytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment);
-    ISRN_CHECK(data_ != nullptr, "[pinned buffer] out of host memory allocating ", nbytes, " bytes");
-  }
-}
-
-void PinnedBuffer::release() noexcept {
-  if (data_ == nullptr) return;
-  if (pinned_) (void)cudaFreeHost(data_);  // destructors never throw
-  else std::free(data_);
-  data_ = nullptr;
-  nbytes_ = 0;
-  pinned_ = false;
-}
-
-PinnedBuffer::~PinnedBuffer() { release(); }
-
-PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
-    : data_(other.data_), nbytes_(other.nbytes_), pinned_(other.pinned_) {
-  other.data_ = nullptr;
-  other.nbytes_ = 0;
-  other.pinned_ = false;
-}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
-  if (this != &other) {
-    release();
-    data_ = other.data_;
-    nbytes_ = other.nbytes_;
-    pinned_ = other.pinned_;
-    other.data_ = nullptr;
-    other.nbytes_ = 0;
-    other.pinned_ = false;
-  }
-  return *this;
-}
-
 }  // namespace cuda
 
 // --- the backend's runtime entry points (src/backend.hpp) ------------------------------------------
@@ -327,6 +280,37 @@ int device_count() {
     return n;
   }();
   return count;
+}
+
+void* allocate_pinned(size_t nbytes) {
+  // A CUDA build on a machine without a GPU has nothing to lock pages for.
+  if (device_count() == 0) return nullptr;
+  void* ptr = nullptr;
+  ISRN_CUDA_CHECK(cudaHostAlloc(&ptr, std::max<size_t>(nbytes, 1), cudaHostAllocDefault));
+  return ptr;
+}
+
+void deallocate_pinned(void* ptr) noexcept {
+  if (ptr != nullptr) (void)cudaFreeHost(ptr);  // at process exit the runtime may be gone: nothing to report
+}
+
+void copy_to_device_async(void* dst, int device, const void* src, size_t nbytes, void*& event) {
+  cuda::DeviceGuard guard(device);
+  if (event == nullptr) {
+    cudaEvent_t created = nullptr;
+    ISRN_CUDA_CHECK(cudaEventCreateWithFlags(&created, cudaEventDisableTiming));
+    event = created;
+  }
+  ISRN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, cuda::current_stream()));
+  ISRN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), cuda::current_stream()));
+}
+
+void wait_event(void* event) {
+  if (event != nullptr) ISRN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+}
+
+void destroy_event(void* event) noexcept {
+  if (event != nullptr) (void)cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
 
 void synchronize(int device) {

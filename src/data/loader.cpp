@@ -93,7 +93,7 @@ Batch collate_into(std::vector<Sample> samples, std::vector<size_t> indices, con
 // into an already-touched one. Used by one thread at a time (the collator, or next() without workers).
 class BatchBuffers {
  public:
-  explicit BatchBuffers(size_t capacity) : capacity_(capacity) {}
+  BatchBuffers(size_t capacity, bool pinned) : capacity_(capacity), pinned_(pinned) {}
 
   Tensor take(const Shape& shape) {
     const int64_t n = std::max<int64_t>(shape_numel(shape), 1);
@@ -109,9 +109,11 @@ class BatchBuffers {
     if (best != nullptr) {
       // Pairs with the release in the last holder's reference drop: its reads of the buffer happen before our writes.
       std::atomic_thread_fence(std::memory_order_acquire);
+      // A copy to the GPU enqueued without waiting (Tensor::to(device, true)) may still be reading it.
+      best->storage()->wait_for_device_reads();
       return best->narrow(0, 0, shape_numel(shape)).view(shape);
     }
-    Tensor fresh = empty({n}, DType::Float32);
+    Tensor fresh = empty({n}, TensorOptions(DType::Float32).pinned_memory(pinned_));
     if (buffers_.size() < capacity_) {
       buffers_.push_back(fresh);
     } else if (evictable != nullptr) {
@@ -122,6 +124,7 @@ class BatchBuffers {
 
  private:
   size_t capacity_;
+  bool pinned_;
   std::vector<Tensor> buffers_;  // flat float32
 };
 
@@ -189,7 +192,7 @@ struct DataLoader::Impl {
   std::thread collator;
   // Used by whichever thread collates (the collator, or next() without workers). Capacity: the batch the
   // consumer holds, the ready queue's, the one being built, and one to spare.
-  BatchBuffers buffers{static_cast<size_t>(config.prefetch) + 3};
+  BatchBuffers buffers{static_cast<size_t>(config.prefetch) + 3, config.pin_memory};
 
   Impl(const Dataset& d, LoaderConfig c, Transform t) : dataset(d), config(c), transform(std::move(t)) {}
 

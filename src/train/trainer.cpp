@@ -139,6 +139,8 @@ Trainer::Trainer(TrainConfig config, const data::Dataset& train_set, const data:
   lc.shuffle = true;
   lc.drop_last = true;  // every step sees a full batch, so the schedule's arithmetic holds
   lc.seed = m.config.run.seed;
+  // On a GPU the batch goes up from page-locked memory while the host goes on (see the step below).
+  lc.pin_memory = m.options.device.is_cuda();
   const data::AugmentConfig augment = m.config.augment;
   m.loader = std::make_unique<data::DataLoader>(
       train_set, lc, [augment](data::Sample s, Generator& rng) { return data::augment(s, augment, rng); });
@@ -290,7 +292,9 @@ TrainResult Trainer::run() {
     for (const Tensor& b : batch.boxes) boxes.push_back(b.to(m.options.device));
     const models::DetectionLoss loss = [&] {
       AutocastGuard autocast(compute_dtype);  // the forward only: see autocast.hpp
-      return det.loss(batch.images.to(m.options.device), boxes);
+      // Enqueued without waiting: the forward's kernels follow it on the same stream, and the loader
+      // rewrites the buffer only after the copy has read it.
+      return det.loss(batch.images.to(m.options.device, /*non_blocking=*/true), boxes);
     }();
     IterationRecord r;
     r.iteration = iteration + 1;

@@ -4,6 +4,9 @@
 // without a CUDA backend the statistics are zero and the switches have nothing to act on.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+
+#include "isrn/core/storage.hpp"
 
 namespace isrn::cuda {
 
@@ -34,26 +37,21 @@ bool allow_tf32();
 
 // Page-locked host memory (cudaHostAlloc), so host↔device copies can run at full speed and
 // asynchronously. Without a CUDA backend, or without a GPU, it is a plain 64-byte aligned buffer
-// (pinned() says which).
+// (pinned() says which). For tensors, TensorOptions::pinned_memory and Tensor::pin_memory do the same.
 class PinnedBuffer {
  public:
-  PinnedBuffer() = default;
+  PinnedBuffer();
   explicit PinnedBuffer(size_t nbytes);
   ~PinnedBuffer();
   PinnedBuffer(PinnedBuffer&& other) noexcept;
   PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
 
-  void* data() const { return data_; }
-  size_t size() const { return nbytes_; }
-  bool pinned() const { return pinned_; }
+  void* data() const;
+  size_t size() const;
+  bool pinned() const;
 
  private:
-  void release() noexcept;
-  void* data_ = nullptr;
-  size_t nbytes_ = 0;
-  bool pinned_ = false;
+  std::unique_ptr<Storage> storage_;  // none for zero bytes
 };
 
 }  // namespace isrn::cuda

@@ -40,12 +40,17 @@ struct LoaderConfig {
   // Leave out the epoch's last batch when it is smaller than batch_size.
   bool drop_last = false;
   uint64_t seed = 0;
+  // Batch images in page-locked memory (Tensor::pin_memory), for training on a GPU: their copy to the
+  // device runs at full bus speed and can be enqueued without waiting (images.to(device, true)); a
+  // buffer is rewritten only after such copies have read it. Ordinary memory on a machine without a GPU.
+  bool pin_memory = false;
 };
 
 struct Batch {
-  // float32 [B, 3, H, W] on the CPU, normalized with the ImageNet mean and std (image.hpp), each image
-  // at the top-left and zero past its own size; H and W are the largest in the batch. The loader reuses
-  // its storage for a later batch once nothing refers to it any more.
+  // float32 [B, 3, H, W] on the CPU (pinned with LoaderConfig::pin_memory), normalized with the
+  // ImageNet mean and std (image.hpp), each image at the top-left and zero past its own size; H and W
+  // are the largest in the batch. The loader reuses its storage for a later batch once nothing refers
+  // to it any more.
   Tensor images;
   std::vector<Tensor> boxes;  // float32 [G_i, 4] (x1, y1, x2, y2) per image
   std::vector<std::string> ids;
