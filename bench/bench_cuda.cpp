@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "cuda/conv_cudnn.hpp"  // whether cuDNN itself ran a case (src/, for this one question)
 #include "isrn/cuda/conv.hpp"
 #include "isrn/cuda/runtime.hpp"
 #include "isrn/isrn.hpp"
@@ -200,22 +201,44 @@ void register_all() {
       };
       const Shape x_shape{c.n, c.c_in, c.h, c.w}, w_shape{c.c_out, c.c_in, c.kh, c.kw};
       const Shape y_shape{c.n, c.c_out, p.out_h(c.h, c.kh), p.out_w(c.w, c.kw)};
+      // cuDNN may hand a problem back to the own kernels (some bfloat16 shapes); the counter says whether
+      // a cudnn row timed cuDNN (1) or the own kernels (0).
+      auto note_cudnn = [=](benchmark::State& s, auto&& run_cudnn) {
+#if ISRN_WITH_CUDNN
+        if (v.backend == cuda::ConvBackend::Cudnn) s.counters["cudnn_ran"] = run_cudnn() ? 1 : 0;
+#else
+        (void)s;
+        (void)run_cudnn;
+#endif
+      };
       reg("cuda/conv_fwd" + suffix + "/" + bname + "/" + c.name, [=](benchmark::State& s) {
         if (!setup(s)) return;
         Tensor x = gpu_randn(x_shape, 8).to(v.dtype), w = mul(gpu_randn(w_shape, 9), 0.05).to(v.dtype);
         // A bias in float32 (bfloat16 convolutions take none: mixed precision adds it in float32 afterwards).
         Tensor b = v.dtype == DType::Float32 ? gpu_randn({c.c_out}, 10) : Tensor();
         time_cuda(s, [&] { (void)conv2d(x, w, b, p); }, 0, conv_flops(c, p));
+        note_cudnn(s, [&] {
+          Tensor y = empty(y_shape, TensorOptions(v.dtype).device(x.device()));
+          return cuda::cudnn_conv::conv2d_forward(x, w, b, p, y);
+        });
       });
       reg("cuda/conv_bwd_input" + suffix + "/" + bname + "/" + c.name, [=](benchmark::State& s) {
         if (!setup(s)) return;
         Tensor w = gpu_randn(w_shape, 9).to(v.dtype), dy = gpu_randn(y_shape, 12).to(v.dtype);
         time_cuda(s, [&] { (void)conv2d_backward_input(dy, w, x_shape, p); }, 0, conv_flops(c, p));
+        note_cudnn(s, [&] {
+          Tensor dx = empty(x_shape, TensorOptions(v.dtype).device(w.device()));
+          return cuda::cudnn_conv::conv2d_backward_input(dy, w, p, dx);
+        });
       });
       reg("cuda/conv_bwd_weight" + suffix + "/" + bname + "/" + c.name, [=](benchmark::State& s) {
         if (!setup(s)) return;
         Tensor x = gpu_randn(x_shape, 8).to(v.dtype), dy = gpu_randn(y_shape, 12).to(v.dtype);
         time_cuda(s, [&] { (void)conv2d_backward_weight(dy, x, w_shape, p); }, 0, conv_flops(c, p));
+        note_cudnn(s, [&] {
+          Tensor dw = empty(w_shape, TensorOptions(v.dtype).device(x.device()));
+          return cuda::cudnn_conv::conv2d_backward_weight(dy, x, p, dw);
+        });
       });
     }
   }

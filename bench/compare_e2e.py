@@ -38,8 +38,6 @@ import time
 
 from compare_pytorch import commit, machine  # the same folder: one definition of the run's header fields
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = {
     # depth, width, image size, train batch, detect batch, device
@@ -51,21 +49,25 @@ CASES = {
                            autocast=True),
 }
 
-# --- safetensors (no package needed) -------------------------------------------------------------------
-
-_NP = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_}
-
+# --- safetensors (no package needed: torch alone, as the GPU machine's venv may have no NumPy) --------------
 
 def read_safetensors(path):
+    import torch
+
+    dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32,
+              "U8": torch.uint8, "BOOL": torch.bool}
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
-        data = f.read()
+        data = bytearray(f.read())  # writable, so the tensors may share it
     meta = header.pop("__metadata__", {})
     out = {}
     for name, h in header.items():
         a, b = h["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype=_NP[h["dtype"]]).reshape(h["shape"]).copy()
+        dtype = dtypes[h["dtype"]]
+        count = (b - a) // torch.empty((), dtype=dtype).element_size()
+        flat = torch.frombuffer(data, dtype=dtype, offset=a, count=count) if count else torch.empty(0, dtype=dtype)
+        out[name] = flat.reshape(h["shape"]).clone()
     return out, meta
 
 
@@ -156,7 +158,7 @@ def build_torch_model(case, weights_path, device):
 
     model = Detector(case["depth"])
     weights, _ = read_safetensors(weights_path)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    model.load_state_dict(weights, strict=True)
     return gd, model.to(device)
 
 
@@ -174,9 +176,9 @@ def torch_worker(args):
         torch.backends.cuda.matmul.allow_tf32 = False
     gd, model = build_torch_model(case, args.weights, device)
     inputs, _ = read_safetensors(args.inputs)
-    images = torch.from_numpy(inputs["images"]).to(device)
-    detect_images = torch.from_numpy(inputs["detect_images"]).to(device)
-    gts = [torch.from_numpy(inputs[f"gt_boxes_{b}"]).to(device) for b in range(images.shape[0])]
+    images = inputs["images"].to(device)
+    detect_images = inputs["detect_images"].to(device)
+    gts = [inputs[f"gt_boxes_{b}"].to(device) for b in range(images.shape[0])]
 
     anchors, levels = gd.anchors_for(case["size"], case["size"])  # float32 now; cached as isrn caches them
     anchors, levels = anchors.to(device), levels.to(device)
@@ -262,10 +264,21 @@ def torch_worker(args):
         opt.step()
         sync()
 
+    try:
+        from torchvision.ops import nms as torchvision_nms  # on the GPU machine; Debian ships no torchvision
+    except ImportError:
+        torchvision_nms = None
+
     def nms(boxes, scores, threshold):
+        if boxes.is_cuda and torchvision_nms is not None:
+            # On the GPU, PyTorch's own kernel. It measures widths as x2 - x1; isrn's inference NMS as
+            # x2 - x1 + 1, which moving x2 and y2 by one reproduces exactly.
+            return torchvision_nms(boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0]), scores, threshold)
         # Detectron's py_cpu_nms (the CPU fallback of the SRN code base): boxes come sorted by score (top-k),
         # +1 widths as isrn's inference NMS, suppression when IoU > threshold. Measured here it is 2-5x faster
         # than the K x K IoU matrix in torch ops followed by a sweep (whose 16 MB temporaries page-fault).
+        import numpy as np
+
         b = boxes.cpu().numpy()
         x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
         areas = (x2 - x1 + 1) * (y2 - y1 + 1)

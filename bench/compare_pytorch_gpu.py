@@ -208,6 +208,8 @@ def main():
         fn = torch_cases.get(key)
         t = time_ms(fn) if fn else math.nan
         extra = ", ".join(f"{k} {rec[k]:.2f}" for k in ("GB/s", "TFLOP/s") if k in rec)
+        if rec.get("cudnn_ran") == 0:
+            extra += " (cuDNN declined the problem: isrn's own kernels ran)"
         rows.append((name, ms, t, ms / t if fn else math.nan, extra))
     dev = torch.cuda.get_device_name()
     if args.markdown:

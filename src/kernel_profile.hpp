@@ -63,7 +63,13 @@ std::string kernel_label(const char* kernel, const First& first, const Rest&... 
 struct KernelScope {
   KernelScope(const std::string& label, Device device) : scope(label), device(device) {}
   ~KernelScope() {
-    if (device.is_cuda()) cuda_runtime::synchronize(device.index);
+    if (!device.is_cuda()) return;
+    // This may run while the kernel's own error unwinds, so it must not throw; an execution error it
+    // would report is sticky, and the next checked CUDA call reports it.
+    try {
+      cuda_runtime::synchronize(device.index);
+    } catch (...) {
+    }
   }
   profiler::Scope scope;  // destroyed after the synchronization above
   Device device;

@@ -140,9 +140,9 @@ std::mutex cache_mutex;
 std::map<decltype(std::declval<Problem>().key(0, 0)), AlgoChoice> algo_cache;
 
 // Picks from cuDNN's measured ranking (cudnnFind*: fastest first, timed once per shape on this GPU):
-// the fastest algorithm that succeeds and is deterministic (so repeated training steps give
-// identical gradients), else the fastest that succeeds. The heuristic ranking (…_v7) was up to 3×
-// slower than the measured choice on the detector's shapes.
+// the fastest algorithm that succeeds and is deterministic, so repeated steps give identical results
+// (the own kernels, which take a problem with no such algorithm, are deterministic too). The heuristic
+// ranking (…_v7) was up to 3× slower than the measured choice on the detector's shapes.
 // FFT and Winograd transforms round differently from direct summation (errors of ~1e-6 of the
 // terms in float32, far above the other paths'); isrn keeps every backend to direct-sum accuracy.
 bool transform_algo(cudnnConvolutionFwdAlgo_t a) {
@@ -164,7 +164,6 @@ AlgoChoice pick(const Perf* perf, int count, bool want_fma_only) {
   for (int i = 0; i < count; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS || transform_algo(perf[i].algo)) continue;
     if (want_fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
-    if (chosen < 0) chosen = i;
     if (perf[i].determinism == CUDNN_DETERMINISTIC) {
       chosen = i;
       break;
@@ -174,13 +173,37 @@ AlgoChoice pick(const Perf* perf, int count, bool want_fma_only) {
   return {true, static_cast<int>(perf[chosen].algo), perf[chosen].memory, perf[chosen].mathType};
 }
 
-// cuDNN answers NOT_SUPPORTED for configurations it lacks (some bfloat16 shapes): isrn's own kernels take
-// those. Any other failure is an error.
+// cuDNN answers NOT_SUPPORTED, or since cuDNN 9 one of its shape/data type/layout/pattern sub-codes, for
+// problems it lacks (some bfloat16 shapes): isrn's own kernels take those. Any other failure (a driver
+// or architecture mismatch among them) is an error.
+bool problem_unsupported(cudnnStatus_t status) {
+#if CUDNN_MAJOR >= 9
+  switch (status) {
+    case CUDNN_STATUS_NOT_SUPPORTED:
+    case CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN:
+    case CUDNN_STATUS_NOT_SUPPORTED_SHAPE:
+    case CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE:
+    case CUDNN_STATUS_NOT_SUPPORTED_LAYOUT:
+      return true;
+    default:
+      return false;
+  }
+#else
+  return status == CUDNN_STATUS_NOT_SUPPORTED;
+#endif
+}
+
 template <typename Perf>
 AlgoChoice found_or_unsupported(cudnnStatus_t found, const Perf* perf, int returned, bool fma_only) {
-  if (found == CUDNN_STATUS_NOT_SUPPORTED) return {false, 0, 0, CUDNN_DEFAULT_MATH};
+  if (problem_unsupported(found)) return {false, 0, 0, CUDNN_DEFAULT_MATH};
   ISRN_CUDNN_CHECK(found);
   return pick(perf, returned, fma_only);
+}
+
+// Runs the algorithm with the math type it was measured with (as PyTorch does). Only for bfloat16: for
+// float32 the descriptor's FMA/TF32 choice is the user's switch and must not be widened.
+void use_measured_math(const Problem& p, const Descriptors& d, const AlgoChoice& algo) {
+  if (p.dtype == DType::BFloat16) ISRN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), algo.math));
 }
 
 enum PassId { kForward = 0, kBackwardData = 1, kBackwardFilter = 2 };
@@ -198,43 +221,46 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
   AlgoChoice choice{};
   constexpr int kMaxAlgos = 16;
   int returned = 0;
+  size_t queried = 0;
   if (pass == kForward) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
     const cudnnStatus_t found = cudnnFindConvolutionForwardAlgorithm(handle, d.x.get(), d.w.get(), d.conv.get(),
                                                                      d.y.get(), kMaxAlgos, &returned, perf);
     choice = found_or_unsupported(found, perf, returned, fma_only);
-    if (choice.usable)
+    if (choice.usable) {
+      use_measured_math(p, d, choice);
       ISRN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
                                                              static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo),
-                                                             &choice.workspace));
+                                                             &queried));
+    }
   } else if (pass == kBackwardData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMaxAlgos];
     const cudnnStatus_t found = cudnnFindConvolutionBackwardDataAlgorithm(handle, d.w.get(), d.y.get(), d.conv.get(),
                                                                           d.x.get(), kMaxAlgos, &returned, perf);
     choice = found_or_unsupported(found, perf, returned, fma_only);
-    if (choice.usable)
+    if (choice.usable) {
+      use_measured_math(p, d, choice);
       ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
         handle, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo),
-        &choice.workspace));
+        &queried));
+    }
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMaxAlgos];
     const cudnnStatus_t found = cudnnFindConvolutionBackwardFilterAlgorithm(
         handle, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), kMaxAlgos, &returned, perf);
     choice = found_or_unsupported(found, perf, returned, fma_only);
-    if (choice.usable)
+    if (choice.usable) {
+      use_measured_math(p, d, choice);
       ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
         handle, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
-        static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), &choice.workspace));
+        static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), &queried));
+    }
   }
+  // The larger of what the measurement used and what the algorithm asks for under the math type it runs with.
+  choice.workspace = std::max(choice.workspace, queried);
   std::lock_guard<std::mutex> lock(cache_mutex);
   algo_cache.emplace(key, choice);
   return choice;
-}
-
-// Runs the algorithm with the math type it was measured with (as PyTorch does). Only for bfloat16: for
-// float32 the descriptor's FMA/TF32 choice is the user's switch and must not be widened.
-void use_measured_math(const Problem& p, const Descriptors& d, const AlgoChoice& algo) {
-  if (p.dtype == DType::BFloat16) ISRN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), algo.math));
 }
 
 Tensor workspace(size_t bytes, Device device) {
