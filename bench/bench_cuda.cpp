@@ -175,16 +175,20 @@ void register_all() {
       q.stride = {c.stride, c.stride};
       return q;
     }();
-    // float32 on both backends (TF32 off: FP32 math, as the comparison with PyTorch's FP32), then mixed
-    // precision's bfloat16 operands and results on cuDNN's tensor cores (the own kernels only widen bfloat16
-    // to float32, so they are not timed in bfloat16). Each with the gradient convolutions of the shape.
+    // float32 on both backends (TF32 off: FP32 math, as the comparison with PyTorch's FP32), cuDNN once
+    // more with FFT/Winograd allowed (as PyTorch allows them: the like-for-like row), then mixed precision's
+    // bfloat16 operands and results on cuDNN's tensor cores (the own kernels only widen bfloat16 to float32,
+    // so they are not timed in bfloat16). Each with the gradient convolutions of the shape.
     struct Variant {
       cuda::ConvBackend backend;
       DType dtype;
+      bool transforms;
     };
-    for (const Variant v : {Variant{cuda::ConvBackend::Own, DType::Float32}, Variant{cuda::ConvBackend::Cudnn, DType::Float32},
-                            Variant{cuda::ConvBackend::Cudnn, DType::BFloat16}}) {
-      const std::string bname = v.backend == cuda::ConvBackend::Own ? "own" : "cudnn";
+    for (const Variant v : {Variant{cuda::ConvBackend::Own, DType::Float32, false},
+                            Variant{cuda::ConvBackend::Cudnn, DType::Float32, false},
+                            Variant{cuda::ConvBackend::Cudnn, DType::Float32, true},
+                            Variant{cuda::ConvBackend::Cudnn, DType::BFloat16, false}}) {
+      const std::string bname = v.backend == cuda::ConvBackend::Own ? "own" : v.transforms ? "cudnn_transforms" : "cudnn";
       const std::string suffix = v.dtype == DType::BFloat16 ? "_bf16" : "";
       auto setup = [=](benchmark::State& s) {
         if (!cuda_available()) {
@@ -197,6 +201,7 @@ void register_all() {
         }
         cuda::set_conv_backend(v.backend);
         cuda::set_allow_tf32(false);
+        cuda::set_allow_conv_transforms(v.transforms);
         return true;
       };
       const Shape x_shape{c.n, c.c_in, c.h, c.w}, w_shape{c.c_out, c.c_in, c.kh, c.kw};

@@ -72,6 +72,13 @@ if want e2e; then
         --repetitions 5 --json "$OUT/e2e_$e2e_case.json" 2>&1 | tee -a "$OUT/e2e_gpu.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     done
+    # float32 once more with the convolutions on the path measured faster per problem and cuDNN's FFT/Winograd
+    # algorithms allowed: the settings PyTorch's side runs with (cudnn.benchmark, every algorithm).
+    echo "--- isrn with ISRN_CONV_BACKEND=benchmark ISRN_CONV_TRANSFORMS=1 ---" | tee -a "$OUT/e2e_gpu.log"
+    ISRN_CONV_BACKEND=benchmark ISRN_CONV_TRANSFORMS=1 python3 bench/compare_e2e.py \
+      --bench build-gpu/bench/isrn_bench --case paper_gpu --min-time 2 --repetitions 5 \
+      --json "$OUT/e2e_paper_gpu_measured.json" 2>&1 | tee -a "$OUT/e2e_gpu.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     ./build-gpu/bench/isrn_bench --profile --e2e_case=paper_gpu --profile_device=cuda --profile_steps=3 2>&1 \
       | tee "$OUT/e2e_gpu_profile.log"
   fi

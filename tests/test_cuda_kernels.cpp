@@ -199,6 +199,22 @@ std::vector<ConvCase> random_conv_cases(int count, uint64_t seed) {
 }
 
 #if ISRN_WITH_CUDA
+// Sets the convolution backend and the transform switch for a scope.
+struct ScopedConvSwitches {
+  cuda::ConvBackend backend_before = cuda::conv_backend();
+  bool transforms_before = cuda::allow_conv_transforms();
+  ScopedConvSwitches(cuda::ConvBackend backend, bool transforms) {
+    cuda::set_conv_backend(backend);
+    cuda::set_allow_conv_transforms(transforms);
+  }
+  ~ScopedConvSwitches() {
+    cuda::set_conv_backend(backend_before);
+    cuda::set_allow_conv_transforms(transforms_before);
+  }
+  ScopedConvSwitches(const ScopedConvSwitches&) = delete;
+  ScopedConvSwitches& operator=(const ScopedConvSwitches&) = delete;
+};
+
 // Runs the forward and both backward passes of one implementation family on CUDA.
 struct ConvImpl {
   std::string name;
@@ -231,6 +247,21 @@ std::vector<ConvImpl> cuda_conv_impls() {
                    },
                    [](const Tensor& gy, const Tensor& x, const Conv2dParams& p, Tensor& gw) {
                      REQUIRE(cuda::cudnn_conv::conv2d_backward_weight(gy, x, p, gw));
+                   },
+                   1e-4});
+  // The Benchmark backend: whichever of the two it measured faster, each first call timing both.
+  impls.push_back({"measured choice (Benchmark backend)",
+                   [](const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, Tensor& y) {
+                     ScopedConvSwitches benchmark(cuda::ConvBackend::Benchmark, false);
+                     cuda::conv2d_forward(x, w, b, p, y);
+                   },
+                   [](const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx) {
+                     ScopedConvSwitches benchmark(cuda::ConvBackend::Benchmark, false);
+                     cuda::conv2d_backward_input(gy, w, p, gx);
+                   },
+                   [](const Tensor& gy, const Tensor& x, const Conv2dParams& p, Tensor& gw) {
+                     ScopedConvSwitches benchmark(cuda::ConvBackend::Benchmark, false);
+                     cuda::conv2d_backward_weight(gy, x, p, gw);
                    },
                    1e-4});
 #endif
@@ -399,17 +430,109 @@ TEST_CASE("cuda conv2d: bfloat16 on both backends matches the CPU's float32 arit
 TEST_CASE("cuda conv2d: backend switch") {
   ISRN_REQUIRE_CUDA();
   const cuda::ConvBackend before = cuda::conv_backend();
+  const bool transforms_before = cuda::allow_conv_transforms();
+  CHECK(!transforms_before);  // direct summation by default
   cuda::set_conv_backend(cuda::ConvBackend::Auto);
   CHECK(cuda::conv_backend() == cuda::ConvBackend::Auto);
   cuda::set_conv_backend(cuda::ConvBackend::Own);
   CHECK(cuda::conv_backend() == cuda::ConvBackend::Own);
-  if (cuda::conv_cudnn_built()) {
-    cuda::set_conv_backend(cuda::ConvBackend::Cudnn);
-    CHECK(cuda::conv_backend() == cuda::ConvBackend::Cudnn);
-  } else {
-    CHECK_THROWS_WITH_AS(cuda::set_conv_backend(cuda::ConvBackend::Cudnn), doctest::Contains("no cuDNN"), Error);
+  for (cuda::ConvBackend needs_cudnn : {cuda::ConvBackend::Cudnn, cuda::ConvBackend::Benchmark}) {
+    if (cuda::conv_cudnn_built()) {
+      cuda::set_conv_backend(needs_cudnn);
+      CHECK(cuda::conv_backend() == needs_cudnn);
+    } else {
+      CHECK_THROWS_WITH_AS(cuda::set_conv_backend(needs_cudnn), doctest::Contains("no cuDNN"), Error);
+    }
   }
+  cuda::set_allow_conv_transforms(true);
+  CHECK(cuda::allow_conv_transforms());
+  cuda::set_allow_conv_transforms(transforms_before);
   cuda::set_conv_backend(before);
+}
+
+TEST_CASE("cuda conv2d: the Benchmark backend keeps one path per problem; FFT/Winograd only when allowed") {
+  ISRN_REQUIRE_CUDA();
+#if ISRN_WITH_CUDNN
+  // Large enough for cuDNN's transform algorithms to be candidates (3x3, 64 channels, 40x40).
+  const std::vector<ConvCase> cases = {conv_case("3x3 s1 p1, 64 channels", 2, 64, 40, 40, 64, 3, 3, 1, {1, 1, 1, 1}),
+                                       conv_case("1x1 s1", 2, 64, 20, 20, 128, 1, 1, 1, {0, 0, 0, 0}),
+                                       conv_case("3x3 s2 p1", 2, 32, 33, 31, 48, 3, 3, 2, {1, 1, 1, 1})};
+  uint64_t seed = 1600;
+  for (const ConvCase& cc : cases) {
+    CAPTURE(cc.name);
+    const Tensor x = on_cuda(test::random(cc.x_shape(), ++seed, -1, 1, DType::Float32));
+    const Tensor w = on_cuda(test::random(cc.w_shape(), ++seed, -1, 1, DType::Float32));
+    const Tensor gy = on_cuda(test::random(cc.y_shape(), ++seed, -1, 1, DType::Float32));
+    auto run = [&](auto&& forward, auto&& backward_input, auto&& backward_weight) {
+      Tensor y = nan_cuda(cc.y_shape()), gx = nan_cuda(cc.x_shape()), gw = nan_cuda(cc.w_shape());
+      forward(y);
+      backward_input(gx);
+      backward_weight(gw);
+      return std::vector<Tensor>{y, gx, gw};
+    };
+    auto dispatched = [&] {
+      return run([&](Tensor& y) { cuda::conv2d_forward(x, w, Tensor(), cc.p, y); },
+                 [&](Tensor& gx) { cuda::conv2d_backward_input(gy, w, cc.p, gx); },
+                 [&](Tensor& gw) { cuda::conv2d_backward_weight(gy, x, cc.p, gw); });
+    };
+    const std::vector<Tensor> own = run([&](Tensor& y) { cuda::own::conv2d_forward(x, w, Tensor(), cc.p, y); },
+                                        [&](Tensor& gx) { cuda::own::conv2d_backward_input(gy, w, cc.p, gx); },
+                                        [&](Tensor& gw) { cuda::own::conv2d_backward_weight(gy, x, cc.p, gw); });
+    auto cudnn_direct = [&] {
+      return run([&](Tensor& y) { REQUIRE(cuda::cudnn_conv::conv2d_forward(x, w, Tensor(), cc.p, y)); },
+                 [&](Tensor& gx) { REQUIRE(cuda::cudnn_conv::conv2d_backward_input(gy, w, cc.p, gx)); },
+                 [&](Tensor& gw) { REQUIRE(cuda::cudnn_conv::conv2d_backward_weight(gy, x, cc.p, gw)); });
+    };
+    const std::vector<Tensor> cudnn = cudnn_direct();
+    {
+      // Each pass equals, bit for bit, one of the two paths (both are deterministic), and the same
+      // one on every later call: the first call measured, the others reuse its choice.
+      ScopedConvSwitches benchmark(cuda::ConvBackend::Benchmark, false);
+      const std::vector<Tensor> first = dispatched();
+      for (int again = 0; again < 2; ++again) {
+        const std::vector<Tensor> later = dispatched();
+        for (size_t pass = 0; pass < 3; ++pass)
+          CHECK_MESSAGE(test::values(later[pass]) == test::values(first[pass]), "a later call, pass ", pass);
+      }
+      for (size_t pass = 0; pass < 3; ++pass) {
+        CAPTURE(pass);
+        const auto got = test::values(first[pass]);
+        CHECK((got == test::values(own[pass]) || got == test::values(cudnn[pass])));
+      }
+    }
+    // FFT/Winograd allowed: cuDNN still runs every pass. Their error scales with the whole tensor's
+    // magnitude (the transforms mix all of a tile's or plane's values), not with each output's own terms,
+    // so the bound is 1e-4 of the largest term scale: two orders above float32 FFT/Winograd rounding
+    // (~1e-6), far below a wrong algorithm's error (of the order of the values themselves).
+    const std::vector<double> xv = test::values(x), wv = test::values(w), gyv = test::values(gy);
+    const Reference y_ref = ref_conv_forward(cc, xv, wv, nullptr);
+    Reference gx_ref, gw_ref;
+    ref_conv_backward(cc, xv, wv, gyv, gx_ref, gw_ref);
+    auto check_globally = [](const Tensor& got, Reference ref, const std::string& what) {
+      const double largest = *std::max_element(ref.scale.begin(), ref.scale.end());
+      std::fill(ref.scale.begin(), ref.scale.end(), largest);
+      check_scaled(got, ref, 1e-4, 0.0, what);
+    };
+    {
+      ScopedConvSwitches transforms(cuda::ConvBackend::Cudnn, true);
+      const std::vector<Tensor> fast = cudnn_direct();
+      check_globally(fast[0], y_ref, "forward, transforms allowed");
+      check_globally(fast[1], gx_ref, "backward input, transforms allowed");
+      check_globally(fast[2], gw_ref, "backward weight, transforms allowed");
+      ScopedConvSwitches measured(cuda::ConvBackend::Benchmark, true);
+      const std::vector<Tensor> chosen = dispatched();
+      check_globally(chosen[0], y_ref, "forward, measured with transforms allowed");
+      check_globally(chosen[1], gx_ref, "backward input, measured with transforms allowed");
+      check_globally(chosen[2], gw_ref, "backward weight, measured with transforms allowed");
+    }
+    // Off again: the direct-sum choice comes back (the switch is part of the cached problem), bit for bit.
+    const std::vector<Tensor> direct_again = cudnn_direct();
+    for (size_t pass = 0; pass < 3; ++pass)
+      CHECK_MESSAGE(test::values(direct_again[pass]) == test::values(cudnn[pass]), "transforms off again, pass ", pass);
+  }
+#else
+  MESSAGE("skipped: this build has no cuDNN");
+#endif
 }
 
 // =================================================================================================

@@ -12,8 +12,11 @@
 // results are deterministic.
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "widen_bf16.hpp"
 #include "cuda/common.cuh"
@@ -352,46 +355,151 @@ __global__ void crop_kernel(const T* __restrict__ padded, int64_t ph, int64_t pw
 // ================================================================================================
 
 std::mutex backend_mutex;
-bool backend_chosen = false;
+bool switches_read = false;  // the environment is read once, at the first use of either switch
 ConvBackend backend_value = ConvBackend::Auto;
+bool transforms_value = false;
+
+// Reads ISRN_CONV_BACKEND and ISRN_CONV_TRANSFORMS unless done; backend_mutex held. A bad value is
+// reported once (both are checked before either is taken), then the defaults stand.
+void read_switches_locked() {
+  if (switches_read) return;
+  switches_read = true;
+  const char* backend_env = std::getenv("ISRN_CONV_BACKEND");
+  const char* transforms_env = std::getenv("ISRN_CONV_TRANSFORMS");
+  const std::string backend = backend_env && *backend_env ? backend_env : "auto";
+  const std::string transforms = transforms_env && *transforms_env ? transforms_env : "0";
+  ISRN_CHECK(backend == "auto" || backend == "own" || backend == "cudnn" || backend == "benchmark",
+             "[conv2d] ISRN_CONV_BACKEND must be 'auto', 'own', 'cudnn' or 'benchmark', got '", backend, "'");
+  ISRN_CHECK(backend == "auto" || backend == "own" || ISRN_WITH_CUDNN, "[conv2d] ISRN_CONV_BACKEND=", backend,
+             ", but this build of isrn has no cuDNN");
+  ISRN_CHECK(transforms == "0" || transforms == "1", "[conv2d] ISRN_CONV_TRANSFORMS must be 0 or 1, got '",
+             transforms, "'");
+  backend_value = backend == "auto"    ? ConvBackend::Auto
+                  : backend == "own"   ? ConvBackend::Own
+                  : backend == "cudnn" ? ConvBackend::Cudnn
+                                       : ConvBackend::Benchmark;
+  transforms_value = transforms == "1";
+}
 
 ConvBackend current_backend() {
   std::lock_guard<std::mutex> lock(backend_mutex);
-  if (!backend_chosen) {
-    backend_value = ConvBackend::Auto;
-    if (const char* env = std::getenv("ISRN_CONV_BACKEND"); env && *env) {
-      const std::string v = env;
-      ISRN_CHECK(v == "auto" || v == "own" || v == "cudnn", "[conv2d] ISRN_CONV_BACKEND must be 'auto', 'own' or "
-                 "'cudnn', got '", v, "'");
-      ISRN_CHECK(v != "cudnn" || ISRN_WITH_CUDNN, "[conv2d] ISRN_CONV_BACKEND=cudnn, but this build of isrn has no cuDNN");
-      backend_value = v == "auto" ? ConvBackend::Auto : v == "own" ? ConvBackend::Own : ConvBackend::Cudnn;
-    }
-    backend_chosen = true;
-  }
+  read_switches_locked();
   return backend_value;
 }
 
-// Whether a convolution on `dtype` operands goes to cuDNN (see ConvBackend).
-bool use_cudnn(DType dtype) {
-  if (!ISRN_WITH_CUDNN) return false;
-  const ConvBackend backend = current_backend();
-  if (backend != ConvBackend::Auto) return backend == ConvBackend::Cudnn;
+enum class Path : uint8_t { Own, Cudnn, Measure };
+
+// Where a convolution on `dtype` operands goes (see ConvBackend).
+Path path_for(DType dtype) {
+  if (!ISRN_WITH_CUDNN) return Path::Own;
+  switch (current_backend()) {
+    case ConvBackend::Own: return Path::Own;
+    case ConvBackend::Cudnn: return Path::Cudnn;
+    case ConvBackend::Benchmark: return Path::Measure;
+    case ConvBackend::Auto: break;
+  }
   // The own kernels win only in FP32 math (their float64 path is the naive oracle, and they use no
   // tensor cores): cuDNN takes bfloat16, float64, and float32 when TF32 is allowed.
-  return dtype != DType::Float32 || allow_tf32();
+  return dtype != DType::Float32 || allow_tf32() ? Path::Cudnn : Path::Own;
+}
+
+// --- the Benchmark backend: each problem timed once on both paths -------------------------------
+
+// A problem as the measurement sees it: the pass, the operands' shapes and dtype, the parameters,
+// the switches that change what the paths run, and the device.
+using ProblemKey = std::vector<int64_t>;
+
+ProblemKey problem_key(int pass, const Tensor& a, const Tensor& b, const Tensor& out, bool has_bias,
+                       const Conv2dParams& p) {
+  int device = 0;
+  ISRN_CUDA_CHECK(cudaGetDevice(&device));
+  ProblemKey key{pass, device, static_cast<int64_t>(a.dtype()), has_bias, allow_tf32(), allow_conv_transforms()};
+  for (const Tensor* t : {&a, &b, &out}) key.insert(key.end(), t->shape().begin(), t->shape().end());
+  key.insert(key.end(), {p.stride[0], p.stride[1], p.dilation[0], p.dilation[1]});
+  key.insert(key.end(), p.padding.begin(), p.padding.end());
+  return key;
+}
+
+std::mutex measured_mutex;
+std::map<ProblemKey, Path> measured;
+
+// Milliseconds of the fastest of three runs of `run`, after the caller's warm-up.
+template <typename Run>
+float best_of_three(Run&& run) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ISRN_CUDA_CHECK(cudaEventCreate(&start));
+  ISRN_CUDA_CHECK(cudaEventCreate(&stop));
+  float best = 0;
+  try {
+    for (int i = 0; i < 3; ++i) {
+      ISRN_CUDA_CHECK(cudaEventRecord(start, current_stream()));
+      run();
+      ISRN_CUDA_CHECK(cudaEventRecord(stop, current_stream()));
+      ISRN_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      ISRN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      best = i == 0 ? ms : std::min(best, ms);
+    }
+  } catch (...) {
+    (void)cudaEventDestroy(start);
+    (void)cudaEventDestroy(stop);
+    throw;
+  }
+  ISRN_CUDA_CHECK(cudaEventDestroy(start));
+  ISRN_CUDA_CHECK(cudaEventDestroy(stop));
+  return best;
+}
+
+// Runs the problem on the path measured faster for it, measuring first if it is new. Both paths
+// overwrite the whole output, so the runs of the measurement leave no trace but the last one's,
+// which is the chosen path's.
+template <typename RunOwn, typename RunCudnn>
+void run_measured(const ProblemKey& key, RunOwn&& run_own, RunCudnn&& run_cudnn) {
+  std::optional<Path> known;
+  {
+    std::lock_guard<std::mutex> lock(measured_mutex);
+    if (auto it = measured.find(key); it != measured.end()) known = it->second;
+  }
+  if (known) {
+    if (*known == Path::Own || !run_cudnn()) run_own();
+    return;
+  }
+  // Two threads meeting a new problem at once both measure it; the first result is kept.
+  Path chosen = Path::Own;
+  if (run_cudnn()) {  // also the warm-up: cuDNN chooses its algorithm (cudnnFind) on first sight
+    run_own();        // the own kernels' warm-up
+    const float own_ms = best_of_three(run_own);
+    const float cudnn_ms = best_of_three([&] { (void)run_cudnn(); });
+    chosen = cudnn_ms < own_ms ? Path::Cudnn : Path::Own;
+  }
+  if (chosen == Path::Own) run_own();
+  else (void)run_cudnn();
+  std::lock_guard<std::mutex> lock(measured_mutex);
+  measured.emplace(key, chosen);
 }
 
 }  // namespace
 
 void set_conv_backend(ConvBackend backend) {
-  ISRN_CHECK(backend != ConvBackend::Cudnn || ISRN_WITH_CUDNN,
+  ISRN_CHECK(backend == ConvBackend::Auto || backend == ConvBackend::Own || ISRN_WITH_CUDNN,
              "[set_conv_backend] cuDNN was asked for, but this build of isrn has no cuDNN");
   std::lock_guard<std::mutex> lock(backend_mutex);
+  read_switches_locked();  // so a later first read cannot override this choice
   backend_value = backend;
-  backend_chosen = true;
 }
 ConvBackend conv_backend() { return current_backend(); }
 bool conv_cudnn_built() { return ISRN_WITH_CUDNN != 0; }
+
+void set_allow_conv_transforms(bool allow) {
+  std::lock_guard<std::mutex> lock(backend_mutex);
+  read_switches_locked();
+  transforms_value = allow;
+}
+bool allow_conv_transforms() {
+  std::lock_guard<std::mutex> lock(backend_mutex);
+  read_switches_locked();
+  return transforms_value;
+}
 
 namespace conv_detail {
 
@@ -549,23 +657,50 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
 // The kernel_list.inc entries.
 // ================================================================================================
 
+// Each pass: the own kernels, cuDNN (which may decline a problem: the own kernels take it), or the
+// measured choice between them.
+template <typename RunOwn, typename RunCudnn>
+void run_on_path(Path path, const ProblemKey& key, RunOwn&& run_own, RunCudnn&& run_cudnn) {
+  if (path == Path::Measure) return run_measured(key, run_own, run_cudnn);
+  if (path == Path::Cudnn && run_cudnn()) return;
+  run_own();
+}
+
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn(x.dtype()) && cudnn_conv::conv2d_forward(x, weight, bias, params, y)) return;
+  const Path path = path_for(x.dtype());
+  if (path != Path::Own) {
+    return run_on_path(
+        path, path == Path::Measure ? problem_key(0, x, weight, y, bias.defined(), params) : ProblemKey{},
+        [&] { own::conv2d_forward(x, weight, bias, params, y); },
+        [&] { return cudnn_conv::conv2d_forward(x, weight, bias, params, y); });
+  }
 #endif
   own::conv2d_forward(x, weight, bias, params, y);
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn(grad_y.dtype()) && cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x)) return;
+  const Path path = path_for(grad_y.dtype());
+  if (path != Path::Own) {
+    return run_on_path(
+        path, path == Path::Measure ? problem_key(1, grad_y, weight, grad_x, false, params) : ProblemKey{},
+        [&] { own::conv2d_backward_input(grad_y, weight, params, grad_x); },
+        [&] { return cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x); });
+  }
 #endif
   own::conv2d_backward_input(grad_y, weight, params, grad_x);
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
 #if ISRN_WITH_CUDNN
-  if (use_cudnn(x.dtype()) && cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w)) return;
+  const Path path = path_for(x.dtype());
+  if (path != Path::Own) {
+    return run_on_path(
+        path, path == Path::Measure ? problem_key(2, grad_y, x, grad_w, false, params) : ProblemKey{},
+        [&] { own::conv2d_backward_weight(grad_y, x, params, grad_w); },
+        [&] { return cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w); });
+  }
 #endif
   own::conv2d_backward_weight(grad_y, x, params, grad_w);
 }

@@ -17,6 +17,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/conv_cudnn.hpp"
+#include "isrn/cuda/conv.hpp"
 #include "isrn/cuda/runtime.hpp"
 
 namespace isrn::cuda::cudnn_conv {
@@ -97,10 +98,14 @@ struct Problem {
   Shape x, w, y;
   int pad_h, pad_w, stride_h, stride_w, dil_h, dil_w;
   bool tf32;
+  bool transforms;  // FFT and Winograd algorithms allowed (allow_conv_transforms)
   auto key(int pass, int device) const {
     return std::make_tuple(pass, device, static_cast<int>(dtype), x, w, y,
-                           std::array<int, 7>{pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, tf32 ? 1 : 0});
+                           std::array<int, 8>{pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, tf32 ? 1 : 0,
+                                              transforms ? 1 : 0});
   }
+  // FP32 math: no tensor-core (TF32) algorithm may be chosen.
+  bool fma_only() const { return dtype == DType::Float64 || (dtype == DType::Float32 && !tf32); }
 };
 
 struct Descriptors {
@@ -144,7 +149,7 @@ std::map<decltype(std::declval<Problem>().key(0, 0)), AlgoChoice> algo_cache;
 // (the own kernels, which take a problem with no such algorithm, are deterministic too). The heuristic
 // ranking (…_v7) was up to 3× slower than the measured choice on the detector's shapes.
 // FFT and Winograd transforms round differently from direct summation (errors of ~1e-6 of the
-// terms in float32, far above the other paths'); isrn keeps every backend to direct-sum accuracy.
+// terms in float32, far above the other paths'): left out unless allow_conv_transforms() (conv.hpp).
 bool transform_algo(cudnnConvolutionFwdAlgo_t a) {
   return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
          a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
@@ -159,11 +164,11 @@ bool transform_algo(cudnnConvolutionBwdFilterAlgo_t a) {
 }
 
 template <typename Perf>
-AlgoChoice pick(const Perf* perf, int count, bool want_fma_only) {
+AlgoChoice pick(const Perf* perf, int count, const Problem& p) {
   int chosen = -1;
   for (int i = 0; i < count; ++i) {
-    if (perf[i].status != CUDNN_STATUS_SUCCESS || transform_algo(perf[i].algo)) continue;
-    if (want_fma_only && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || (!p.transforms && transform_algo(perf[i].algo))) continue;
+    if (p.fma_only() && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH) continue;
     if (perf[i].determinism == CUDNN_DETERMINISTIC) {
       chosen = i;
       break;
@@ -194,10 +199,10 @@ bool problem_unsupported(cudnnStatus_t status) {
 }
 
 template <typename Perf>
-AlgoChoice found_or_unsupported(cudnnStatus_t found, const Perf* perf, int returned, bool fma_only) {
+AlgoChoice found_or_unsupported(cudnnStatus_t found, const Perf* perf, int returned, const Problem& p) {
   if (problem_unsupported(found)) return {false, 0, 0, CUDNN_DEFAULT_MATH};
   ISRN_CUDNN_CHECK(found);
-  return pick(perf, returned, fma_only);
+  return pick(perf, returned, p);
 }
 
 // Runs the algorithm with the math type it was measured with (as PyTorch does). Only for bfloat16: for
@@ -217,7 +222,6 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
     auto it = algo_cache.find(key);
     if (it != algo_cache.end()) return it->second;
   }
-  const bool fma_only = p.dtype == DType::Float64 || (p.dtype == DType::Float32 && !p.tf32);
   AlgoChoice choice{};
   constexpr int kMaxAlgos = 16;
   int returned = 0;
@@ -226,7 +230,7 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
     cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
     const cudnnStatus_t found = cudnnFindConvolutionForwardAlgorithm(handle, d.x.get(), d.w.get(), d.conv.get(),
                                                                      d.y.get(), kMaxAlgos, &returned, perf);
-    choice = found_or_unsupported(found, perf, returned, fma_only);
+    choice = found_or_unsupported(found, perf, returned, p);
     if (choice.usable) {
       use_measured_math(p, d, choice);
       ISRN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, d.x.get(), d.w.get(), d.conv.get(), d.y.get(),
@@ -237,7 +241,7 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMaxAlgos];
     const cudnnStatus_t found = cudnnFindConvolutionBackwardDataAlgorithm(handle, d.w.get(), d.y.get(), d.conv.get(),
                                                                           d.x.get(), kMaxAlgos, &returned, perf);
-    choice = found_or_unsupported(found, perf, returned, fma_only);
+    choice = found_or_unsupported(found, perf, returned, p);
     if (choice.usable) {
       use_measured_math(p, d, choice);
       ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
@@ -248,7 +252,7 @@ AlgoChoice choose(PassId pass, const Problem& p, const Descriptors& d, cudnnHand
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMaxAlgos];
     const cudnnStatus_t found = cudnnFindConvolutionBackwardFilterAlgorithm(
         handle, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), kMaxAlgos, &returned, perf);
-    choice = found_or_unsupported(found, perf, returned, fma_only);
+    choice = found_or_unsupported(found, perf, returned, p);
     if (choice.usable) {
       use_measured_math(p, d, choice);
       ISRN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
@@ -282,6 +286,7 @@ Problem problem_of(const Shape& x_shape, const Shape& w_shape, const Shape& y_sh
   p.dil_h = to_int(params.dilation[0]);
   p.dil_w = to_int(params.dilation[1]);
   p.tf32 = cuda::allow_tf32();  // the same switch as float32 matmuls
+  p.transforms = cuda::allow_conv_transforms();
   if (symmetric(params)) {
     p.x = x_shape;
     p.pad_h = to_int(params.padding[0]);

@@ -24,11 +24,16 @@ namespace {
 namespace cuda {
 // Auto and Own are what a CUDA build without cuDNN would use; choosing them here is harmless.
 void set_conv_backend(ConvBackend backend) {
-  ISRN_CHECK(backend != ConvBackend::Cudnn,
+  ISRN_CHECK(backend == ConvBackend::Auto || backend == ConvBackend::Own,
              "[set_conv_backend] cuDNN was asked for, but this build of isrn has no CUDA backend");
 }
 ConvBackend conv_backend() { return ConvBackend::Auto; }
 bool conv_cudnn_built() { return false; }
+namespace {
+std::atomic<bool> conv_transforms_allowed{false};  // remembered so the getter agrees; no cuDNN to act on it
+}
+void set_allow_conv_transforms(bool allow) { conv_transforms_allowed.store(allow); }
+bool allow_conv_transforms() { return conv_transforms_allowed.load(); }
 }  // namespace cuda
 
 namespace cuda_runtime {
