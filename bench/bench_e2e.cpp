@@ -3,6 +3,7 @@
 //   small_cpu  ResNet-18 layout, width 0.25, 256x256, batch 2 (train and detect), on the CPU;
 //   paper_gpu  ResNet-50 layout, width 1, 1024x1024, batch 4 (train) and 1 (detect), on the GPU (CUDA builds);
 //   paper_gpu_bf16  the same under mixed precision (AutocastGuard(BFloat16) around the forward pass).
+//   paper_gpu_tf32  the same in float32 with TF32 tensor cores allowed (set_allow_tf32), as PyTorch's allow_tf32.
 // Weights are the SPEC initialization from a fixed seed, the images a fixed random batch with a few faces
 // each. Besides the time, each case reports memory: on the CPU the process's peak resident set (VmHWM) and that
 // peak above the resident set before the case built anything; on the GPU the caching allocator's peak
@@ -34,18 +35,29 @@ struct E2ECase {
   int64_t train_batch, detect_batch;
   const char* device;
   DType compute_dtype;  // the autocast compute dtype of the forward pass
+  bool tf32 = false;    // TF32 tensor cores allowed for float32 convolutions and matmuls
 };
 
 const E2ECase kCases[] = {
     {"small_cpu", 18, 0.25, 256, 2, 2, "cpu", DType::Float32},
     {"paper_gpu", 50, 1.0, 1024, 4, 1, "cuda", DType::Float32},
     {"paper_gpu_bf16", 50, 1.0, 1024, 4, 1, "cuda", DType::BFloat16},
+    {"paper_gpu_tf32", 50, 1.0, 1024, 4, 1, "cuda", DType::Float32, true},
+};
+
+// The case's TF32 switch for a scope (FP32 math otherwise, whatever the process had).
+struct Tf32Scope {
+  bool before = cuda::allow_tf32();
+  explicit Tf32Scope(const E2ECase& c) { cuda::set_allow_tf32(c.tf32); }
+  ~Tf32Scope() { cuda::set_allow_tf32(before); }
+  Tf32Scope(const Tf32Scope&) = delete;
+  Tf32Scope& operator=(const Tf32Scope&) = delete;
 };
 
 const E2ECase& find_case(const std::string& label) {
   for (const E2ECase& c : kCases)
     if (label == c.label) return c;
-  ISRN_CHECK(false, "[bench_e2e] unknown case '", label, "' (small_cpu, paper_gpu, paper_gpu_bf16)");
+  ISRN_CHECK(false, "[bench_e2e] unknown case '", label, "' (small_cpu, paper_gpu, paper_gpu_bf16, paper_gpu_tf32)");
   return kCases[0];
 }
 
@@ -174,6 +186,7 @@ struct MemoryProbe {
 
 void run_train_step(benchmark::State& state, const E2ECase* c) {
   const Device device = Device::parse(c->device);
+  const Tf32Scope tf32(*c);
   (void)rss_at_start_kib();
   Setup s = make_setup(*c);
   to_device(s, device);
@@ -192,6 +205,7 @@ void run_train_step(benchmark::State& state, const E2ECase* c) {
 
 void run_detect(benchmark::State& state, const E2ECase* c) {
   const Device device = Device::parse(c->device);
+  const Tf32Scope tf32(*c);
   (void)rss_at_start_kib();
   Setup s = make_setup(*c);
   to_device(s, device);
@@ -239,6 +253,7 @@ void profile_e2e_case(const std::string& label, const std::string& device_name, 
   using Clock = std::chrono::steady_clock;
   const E2ECase& c = find_case(label);
   const Device device = Device::parse(device_name);
+  const Tf32Scope tf32(c);
   Setup s = make_setup(c);
   to_device(s, device);
   TrainStep step(*s.detector, c.compute_dtype);

@@ -5,6 +5,7 @@ detector, isrn (isrn_bench's e2e cases) against the same network in PyTorch, wit
     chrt -f 1 /usr/bin/python3 bench/compare_e2e.py --bench build/bench/isrn_bench --threads 2      # CPU
     python3 bench/compare_e2e.py --bench build/bench/isrn_bench --case paper_gpu                  # GPU
     python3 bench/compare_e2e.py --bench build/bench/isrn_bench --case paper_gpu_bf16             # GPU, bf16
+    python3 bench/compare_e2e.py --bench build/bench/isrn_bench --case paper_gpu_tf32             # GPU, TF32
 
 The PyTorch side is data_tools/golden_detector.py's independent build of the network (the module names match
 isrn's checkpoint), at the case's depth and width, in float32, with isrn's exported weights and inputs loaded
@@ -47,6 +48,10 @@ CASES = {
     # both hand float32 head outputs to the losses and post-processing.
     "paper_gpu_bf16": dict(depth=50, width=1.0, size=1024, train_batch=4, detect_batch=1, device="cuda",
                            autocast=True),
+    # TF32 allowed on both sides for the float32 convolutions and matmuls (isrn's set_allow_tf32, PyTorch's
+    # allow_tf32 flags): the "TF32 allowed for both if used for both".
+    "paper_gpu_tf32": dict(depth=50, width=1.0, size=1024, train_batch=4, detect_batch=1, device="cuda",
+                           tf32=True),
 }
 
 # --- safetensors (no package needed: torch alone, as the GPU machine's venv may have no NumPy) --------------
@@ -172,8 +177,8 @@ def torch_worker(args):
     rss_start = proc_status_kib("VmRSS")  # torch and its libraries are loaded; nothing is built yet
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = bool(case.get("tf32"))
+        torch.backends.cuda.matmul.allow_tf32 = bool(case.get("tf32"))
     gd, model = build_torch_model(case, args.weights, device)
     inputs, _ = read_safetensors(args.inputs)
     images = inputs["images"].to(device)

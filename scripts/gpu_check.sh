@@ -66,8 +66,9 @@ if want e2e; then
   # The whole detector at the paper's configuration (ResNet-50, 1024x1024; train batch 4, detect batch 1) against
   # the same network in this machine's PyTorch, then the per-op profile of its training step.
   if [ -x build-gpu/bench/isrn_bench ]; then
-    # float32 (TF32 off on both sides), then mixed precision (bfloat16 autocast on both sides).
-    for e2e_case in paper_gpu paper_gpu_bf16; do
+    # float32 (TF32 off on both sides), mixed precision (bfloat16 autocast on both sides), float32 with TF32
+    # allowed on both sides.
+    for e2e_case in paper_gpu paper_gpu_bf16 paper_gpu_tf32; do
       python3 bench/compare_e2e.py --bench build-gpu/bench/isrn_bench --case "$e2e_case" --min-time 2 \
         --repetitions 5 --json "$OUT/e2e_$e2e_case.json" 2>&1 | tee -a "$OUT/e2e_gpu.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
