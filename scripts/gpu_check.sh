@@ -66,22 +66,24 @@ if want e2e; then
   # The whole detector at the paper's configuration (ResNet-50, 1024x1024; train batch 4, detect batch 1) against
   # the same network in this machine's PyTorch, then the per-op profile of its training step.
   if [ -x build-gpu/bench/isrn_bench ]; then
-    # float32 (TF32 off on both sides), mixed precision (bfloat16 autocast on both sides), float32 with TF32
-    # allowed on both sides.
-    for e2e_case in paper_gpu paper_gpu_bf16 paper_gpu_tf32; do
-      python3 bench/compare_e2e.py --bench build-gpu/bench/isrn_bench --case "$e2e_case" --min-time 2 \
-        --repetitions 5 --json "$OUT/e2e_$e2e_case.json" 2>&1 | tee -a "$OUT/e2e_gpu.log"
+    # float32 (TF32 off on both sides); mixed precision (bfloat16 autocast on both sides); float32 with TF32
+    # allowed on both sides; float32 once more with isrn's convolutions on the path measured faster per problem
+    # and cuDNN's FFT/Winograd algorithms allowed, the settings PyTorch's side runs with (cudnn.benchmark, every
+    # algorithm); then the per-op profile. ISRN_E2E_RUNS picks some of them (one device call may not hold all).
+    for run in ${ISRN_E2E_RUNS:-paper_gpu paper_gpu_bf16 paper_gpu_tf32 paper_gpu_measured profile}; do
+      echo "--- e2e: $run ---" | tee -a "$OUT/e2e_gpu.log"
+      case "$run" in
+        profile)
+          ./build-gpu/bench/isrn_bench --profile --e2e_case=paper_gpu --profile_device=cuda --profile_steps=3 2>&1 \
+            | tee "$OUT/e2e_gpu_profile.log"
+          continue ;;
+        paper_gpu_measured) e2e_case=paper_gpu; conv_env=(ISRN_CONV_BACKEND=benchmark ISRN_CONV_TRANSFORMS=1) ;;
+        *) e2e_case=$run; conv_env=() ;;
+      esac
+      env "${conv_env[@]}" python3 bench/compare_e2e.py --bench build-gpu/bench/isrn_bench --case "$e2e_case" \
+        --min-time 2 --repetitions 5 --json "$OUT/e2e_$run.json" 2>&1 | tee -a "$OUT/e2e_gpu.log"
       [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     done
-    # float32 once more with the convolutions on the path measured faster per problem and cuDNN's FFT/Winograd
-    # algorithms allowed: the settings PyTorch's side runs with (cudnn.benchmark, every algorithm).
-    echo "--- isrn with ISRN_CONV_BACKEND=benchmark ISRN_CONV_TRANSFORMS=1 ---" | tee -a "$OUT/e2e_gpu.log"
-    ISRN_CONV_BACKEND=benchmark ISRN_CONV_TRANSFORMS=1 python3 bench/compare_e2e.py \
-      --bench build-gpu/bench/isrn_bench --case paper_gpu --min-time 2 --repetitions 5 \
-      --json "$OUT/e2e_paper_gpu_measured.json" 2>&1 | tee -a "$OUT/e2e_gpu.log"
-    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-    ./build-gpu/bench/isrn_bench --profile --e2e_case=paper_gpu --profile_device=cuda --profile_steps=3 2>&1 \
-      | tee "$OUT/e2e_gpu_profile.log"
   fi
 fi
 exit $status
