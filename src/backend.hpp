@@ -11,6 +11,15 @@
 #include "isrn/tensor.hpp"
 #include "kernel_profile.hpp"
 
+namespace isrn {
+// The scalars of one SGD step (kernel sgd_update; optim/sgd.hpp has their meaning).
+struct SgdStepScalars {
+  double lr = 0, momentum = 0, weight_decay = 0;
+  bool nesterov = false;
+  bool first_step = false;  // the momentum buffer is written, not read
+};
+}  // namespace isrn
+
 #define ISRN_KERNEL(ret, name, params) ret name params;
 namespace isrn::cpu {
 #include "kernel_list.inc"

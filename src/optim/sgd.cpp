@@ -20,11 +20,6 @@ void check_hyper(const char* what, double value, size_t g) {
              " must be finite and non-negative, got ", value);
 }
 
-// out = a op b, elementwise, written into `out` (which may be a or b).
-void binary_into(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
-  ISRN_DISPATCH(out.device(), binary, op, a, b, out);
-}
-
 void scale_into(Tensor& t, double s) { ISRN_DISPATCH(t.device(), binary_scalar, BinaryOp::Mul, t, s, t); }
 
 }  // namespace
@@ -97,21 +92,21 @@ void SGD::step() {
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
     for (size_t i = 0; i < group.params.size(); ++i) {
-      Tensor p = group.params[i].detach();
+      const Tensor param = group.params[i].detach();
       const Tensor grad = group.params[i].grad();
-      if (!grad.defined() || p.numel() == 0) continue;
-      Tensor d_p = group.weight_decay != 0.0 ? add(grad, mul(p, group.weight_decay)) : grad;
-      if (group.momentum != 0.0) {
-        Tensor& buf = buffers_[g][i];
-        if (!buf.defined()) {
-          buf = d_p.clone();
-        } else {
-          scale_into(buf, group.momentum);
-          binary_into(BinaryOp::Add, buf, d_p, buf);
-        }
-        d_p = group.nesterov ? add(d_p, mul(buf, group.momentum)) : buf;
-      }
-      binary_into(BinaryOp::Sub, p, mul(d_p, group.lr), p);
+      if (!grad.defined() || param.numel() == 0) continue;
+      ISRN_CHECK(grad.shape() == param.shape() && grad.dtype() == param.dtype() && grad.device() == param.device(),
+                 "[SGD] the gradient of parameter ", i, " of group ", g, " is ", shape_str(grad.shape()), " ",
+                 grad.dtype(), " on ", grad.device(), ", the parameter ", shape_str(param.shape()), " ",
+                 param.dtype(), " on ", param.device());
+      // One fused kernel per parameter (kernel_list.inc: sgd_update), on contiguous operands.
+      Tensor target = param.is_contiguous() ? param : param.contiguous();
+      Tensor& buf = buffers_[g][i];
+      const bool first_step = group.momentum != 0.0 && !buf.defined();
+      if (first_step) buf = empty_like(target);
+      const SgdStepScalars scalars{group.lr, group.momentum, group.weight_decay, group.nesterov, first_step};
+      ISRN_DISPATCH(target.device(), sgd_update, target, grad.contiguous(), buf, scalars);
+      if (target.storage() != param.storage()) Tensor(param).copy_(target);
     }
   }
 }
