@@ -44,6 +44,10 @@ cublasHandle_t handle_for(int device) {
   const cudaStream_t stream = current_stream();
   if (slot.handle == nullptr) {
     ISRN_CUBLAS_CHECK(cublasCreate(&slot.handle));
+    // bfloat16 products are summed in float32 throughout (kernel_list.inc: "float32 accumulation, the result
+    // rounded once"): no split-K partial sums rounded to bfloat16 on the way.
+    ISRN_CUBLAS_CHECK(cublasSetMathMode(slot.handle, static_cast<cublasMath_t>(
+                                                         CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     slot.workspace = cuda_runtime::allocate(kWorkspaceBytes, device);
     slot.stream = stream;
     ISRN_CUBLAS_CHECK(cublasSetStream(slot.handle, stream));
