@@ -273,6 +273,10 @@ def torch_worker(args):
         from torchvision.ops import nms as torchvision_nms  # on the GPU machine; Debian ships no torchvision
     except ImportError:
         torchvision_nms = None
+    try:
+        import numpy as np  # the CPU NMS; the GPU machine's venv may lack it (torchvision's NMS serves there)
+    except ImportError:
+        np = None
 
     def nms(boxes, scores, threshold):
         if boxes.is_cuda and torchvision_nms is not None:
@@ -282,8 +286,6 @@ def torch_worker(args):
         # Detectron's py_cpu_nms (the CPU fallback of the SRN code base): boxes come sorted by score (top-k),
         # +1 widths as isrn's inference NMS, suppression when IoU > threshold. Measured here it is 2-5x faster
         # than the K x K IoU matrix in torch ops followed by a sweep (whose 16 MB temporaries page-fault).
-        import numpy as np
-
         b = boxes.cpu().numpy()
         x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
         areas = (x2 - x1 + 1) * (y2 - y1 + 1)

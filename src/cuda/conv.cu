@@ -657,52 +657,49 @@ void conv2d_backward_weight(const Tensor& grad_y_in, const Tensor& x_in, const C
 // The kernel_list.inc entries.
 // ================================================================================================
 
-// Each pass: the own kernels, cuDNN (which may decline a problem: the own kernels take it), or the
-// measured choice between them.
-template <typename RunOwn, typename RunCudnn>
-void run_on_path(Path path, const ProblemKey& key, RunOwn&& run_own, RunCudnn&& run_cudnn) {
-  if (path == Path::Measure) return run_measured(key, run_own, run_cudnn);
-  if (path == Path::Cudnn && run_cudnn()) return;
-  run_own();
+#if ISRN_WITH_CUDNN
+// Each pass on the path the backend switch gives (path_for): the own kernels, cuDNN (which may decline
+// a problem: the own kernels take it), or the measured choice between them (keyed by make_key()).
+template <typename MakeKey, typename RunOwn, typename RunCudnn>
+void run_conv(DType dtype, MakeKey&& make_key, RunOwn&& run_own, RunCudnn&& run_cudnn) {
+  switch (path_for(dtype)) {
+    case Path::Own: return run_own();
+    case Path::Cudnn:
+      if (!run_cudnn()) run_own();
+      return;
+    case Path::Measure: return run_measured(make_key(), run_own, run_cudnn);
+  }
 }
+#endif
 
 void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& params, Tensor& y) {
 #if ISRN_WITH_CUDNN
-  const Path path = path_for(x.dtype());
-  if (path != Path::Own) {
-    return run_on_path(
-        path, path == Path::Measure ? problem_key(0, x, weight, y, bias.defined(), params) : ProblemKey{},
-        [&] { own::conv2d_forward(x, weight, bias, params, y); },
-        [&] { return cudnn_conv::conv2d_forward(x, weight, bias, params, y); });
-  }
-#endif
+  run_conv(x.dtype(), [&] { return problem_key(0, x, weight, y, bias.defined(), params); },
+           [&] { own::conv2d_forward(x, weight, bias, params, y); },
+           [&] { return cudnn_conv::conv2d_forward(x, weight, bias, params, y); });
+#else
   own::conv2d_forward(x, weight, bias, params, y);
+#endif
 }
 
 void conv2d_backward_input(const Tensor& grad_y, const Tensor& weight, const Conv2dParams& params, Tensor& grad_x) {
 #if ISRN_WITH_CUDNN
-  const Path path = path_for(grad_y.dtype());
-  if (path != Path::Own) {
-    return run_on_path(
-        path, path == Path::Measure ? problem_key(1, grad_y, weight, grad_x, false, params) : ProblemKey{},
-        [&] { own::conv2d_backward_input(grad_y, weight, params, grad_x); },
-        [&] { return cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x); });
-  }
-#endif
+  run_conv(grad_y.dtype(), [&] { return problem_key(1, grad_y, weight, grad_x, false, params); },
+           [&] { own::conv2d_backward_input(grad_y, weight, params, grad_x); },
+           [&] { return cudnn_conv::conv2d_backward_input(grad_y, weight, params, grad_x); });
+#else
   own::conv2d_backward_input(grad_y, weight, params, grad_x);
+#endif
 }
 
 void conv2d_backward_weight(const Tensor& grad_y, const Tensor& x, const Conv2dParams& params, Tensor& grad_w) {
 #if ISRN_WITH_CUDNN
-  const Path path = path_for(x.dtype());
-  if (path != Path::Own) {
-    return run_on_path(
-        path, path == Path::Measure ? problem_key(2, grad_y, x, grad_w, false, params) : ProblemKey{},
-        [&] { own::conv2d_backward_weight(grad_y, x, params, grad_w); },
-        [&] { return cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w); });
-  }
-#endif
+  run_conv(x.dtype(), [&] { return problem_key(2, grad_y, x, grad_w, false, params); },
+           [&] { own::conv2d_backward_weight(grad_y, x, params, grad_w); },
+           [&] { return cudnn_conv::conv2d_backward_weight(grad_y, x, params, grad_w); });
+#else
   own::conv2d_backward_weight(grad_y, x, params, grad_w);
+#endif
 }
 
 }  // namespace isrn::cuda
