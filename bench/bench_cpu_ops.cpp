@@ -107,8 +107,22 @@ void run_pool(benchmark::State& state, PoolCase c, bool backward) {
   const Tensor x = randn({c.n, c.c, c.h, c.w}, {}, &gen);
   const PoolResult r = max_pool2d_with_indices(x, p);
   const Tensor gy = randn(r.values.shape(), {}, &gen);
+  // The backward as training runs it (through autograd, indices known valid), not the public
+  // max_pool2d_backward, which also checks caller-supplied indices.
+  Tensor xg = x.detach().set_requires_grad(true);
+  const Tensor y = [&] {
+    EnableGradGuard grad_on;
+    return max_pool2d(xg, p);
+  }();
   for (auto _ : state) {
-    Tensor out = backward ? max_pool2d_backward(gy, r.indices, x.shape()) : max_pool2d_with_indices(x, p).values;
+    Tensor out;
+    if (backward) {
+      xg.set_grad(Tensor());
+      y.backward(gy, /*retain_graph=*/true);
+      out = xg.grad();
+    } else {
+      out = max_pool2d_with_indices(x, p).values;
+    }
     benchmark::DoNotOptimize(out.raw_data());
   }
   // Forward reads x and writes values and indices; backward reads both and writes x's gradient.

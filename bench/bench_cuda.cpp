@@ -328,10 +328,14 @@ void register_all() {
   });
   reg("cuda/max_pool2d_bwd/3s2_32x512", [=](benchmark::State& s) {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");
-    Tensor x = gpu_randn({1, 32, 512, 512}, 1);
-    PoolResult r = max_pool2d_with_indices(x, Pool2dParams{{3, 3}, {2, 2}, {1, 1}, false});
-    Tensor dy = gpu_randn(r.values.shape(), 2);
-    time_cuda(s, [&] { (void)max_pool2d_backward(dy, r.indices, x.shape()); }, (1 + 0.25 * 3) * 32.0 * 512 * 512 * 4, 0);
+    // Through autograd, as training runs it (and as the PyTorch side's autograd.grad).
+    Tensor x = gpu_randn({1, 32, 512, 512}, 1).set_requires_grad(true);
+    const Tensor y = max_pool2d(x, Pool2dParams{{3, 3}, {2, 2}, {1, 1}, false});
+    Tensor dy = gpu_randn(y.shape(), 2);
+    time_cuda(s, [&] {
+      x.set_grad(Tensor());
+      y.backward(dy, /*retain_graph=*/true);
+    }, (1 + 0.25 * 3) * 32.0 * 512 * 512 * 4, 0);
   });
   reg("cuda/match_anchors/174720x700", [=](benchmark::State& s) {
     if (!cuda_available()) return s.SkipWithError("no CUDA GPU present");

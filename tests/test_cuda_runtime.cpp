@@ -629,8 +629,15 @@ TEST_CASE("cuda kernels: index_select and index_add along every dim, strided, bo
               at[dim] = static_cast<int64_t>(iv[at[dim]]);
               acc[flat3(xs, at[0], at[1], at[2])] += gv[flat3(os, i, j, k)];
             }
-        // At most a few terms per cell, summed in any order: a few roundings of the type.
+        // At most a few terms per cell, summed in index order: a few roundings of the type.
         check_close(grad_x, acc, dtype == DType::Float32 ? 1e-6 : 1e-14, 1e-6, "index_add");
+        // Deterministic: the CPU twin's additions in the CPU twin's order, so the same bits, on every run.
+        Tensor grad_x_cpu = zeros(xs, TensorOptions(dtype));
+        cpu::index_add(grad_out.contiguous(), dim, index.contiguous(), grad_x_cpu);
+        check_close(grad_x, grad_x_cpu, 0, 0, "index_add, CUDA against the CPU twin");
+        Tensor rerun = zeros(xs, on(dtype, kCuda));
+        cuda::index_add(grad_out_gpu, dim, index_gpu, rerun);
+        check_close(rerun, grad_x, 0, 0, "index_add, rerun");
       }
     }
   }
@@ -690,8 +697,14 @@ TEST_CASE("cuda kernels: gather and scatter_add along every dim, strided, both i
               at[dim] = static_cast<int64_t>(iv[flat3(is, i, j, k)]);
               acc[flat3(xs, at[0], at[1], at[2])] += gv[flat3(is, i, j, k)];
             }
-        // A handful of terms per cell in any order: a few roundings of the type.
+        // A handful of terms per cell in index order: a few roundings of the type.
         check_close(grad_x, acc, dtype == DType::Float32 ? 1e-6 : 1e-14, 1e-6, "scatter_add");
+        Tensor grad_x_cpu = zeros(xs, TensorOptions(dtype));
+        cpu::scatter_add(grad_out.contiguous(), dim, index.contiguous(), grad_x_cpu);
+        check_close(grad_x, grad_x_cpu, 0, 0, "scatter_add, CUDA against the CPU twin");
+        Tensor rerun = zeros(xs, on(dtype, kCuda));
+        cuda::scatter_add(grad_out_gpu, dim, index_gpu, rerun);
+        check_close(rerun, grad_x, 0, 0, "scatter_add, rerun");
       }
     }
   }
@@ -892,13 +905,20 @@ TEST_CASE("cuda kernels: max_pool2d forward and backward against a naive referen
       const auto [grad_y, grad_y_gpu] = host_and_gpu(test::random({n, ch, ow, oh}, ++seed).to(dtype),
                                                      [](const Tensor& t) { return t.transpose(2, 3); });  // strided
       Tensor grad_x = zeros({n, ch, h, w}, on(dtype, kCuda));
-      cuda::max_pool2d_backward(grad_y_gpu, indices, grad_x);
+      cuda::max_pool2d_backward(grad_y_gpu, indices, params, grad_x);
       const auto gv = test::values(grad_y.contiguous());
       std::vector<double> acc(static_cast<size_t>(n * ch * h * w), 0.0);
       for (int64_t plane = 0; plane < n * ch; ++plane)
         for (int64_t o = 0; o < oh * ow; ++o) acc[plane * h * w + want_i[plane * oh * ow + o]] += gv[plane * oh * ow + o];
-      // At most k² terms per cell in any order.
+      // At most k² terms per cell, added in output order (the reference adds in double).
       check_close(grad_x, acc, dtype == DType::Float32 ? 1e-6 : 1e-14, 1e-7, "max_pool2d backward");
+      // No atomics: the same additions in the same order as the CPU twin give the same bits, on every run.
+      Tensor grad_x_cpu = zeros({n, ch, h, w}, TensorOptions(dtype));
+      cpu::max_pool2d_backward(grad_y.contiguous(), indices.to(Device::cpu()), params, grad_x_cpu);
+      check_close(grad_x, grad_x_cpu, 0, 0, "max_pool2d backward, CUDA against the CPU twin");
+      Tensor rerun = zeros({n, ch, h, w}, on(dtype, kCuda));
+      cuda::max_pool2d_backward(grad_y_gpu, indices, params, rerun);
+      check_close(rerun, grad_x, 0, 0, "max_pool2d backward, rerun");
     }
   }
 }
@@ -1006,10 +1026,94 @@ TEST_CASE("cuda kernels: resize forward and backward (bilinear both alignments, 
                 gp[th.i1 * sz.w + tw.i1] += th.w1 * tw.w1 * g;
               }
             }
-        // Sums of up to ~(in/out + 1)² weighted terms in any order (the 4×5 → 1×1 case sums 4).
+        // Sums of up to ~(in/out + 1)² weighted terms (the 4×5 → 1×1 case sums 4), in output order.
         check_close(grad_x, acc, dtype == DType::Float32 ? 1e-5 : 1e-13, dtype == DType::Float32 ? 1e-5 : 1e-13,
                     "resize backward");
+        Tensor rerun = zeros({n, ch, sz.h, sz.w}, on(dtype, kCuda));
+        cuda::resize_backward(grad_y_gpu, md.mode, md.align_corners, rerun);
+        check_close(rerun, grad_x, 0, 0, "resize backward, rerun");
       }
     }
+  }
+}
+
+TEST_CASE("cuda kernels: gradients of many-to-one ops repeat bit for bit (no atomics), at sizes where sources collide") {
+  // Upsampling, overlapping pooling windows and repeated indices send many values to one cell. With
+  // atomicAdd their order, and so the float32 sum, changed from run to run: a training run did not
+  // repeat (seen on an H100: the tiny detector's float32 loss by quarter differed between runs). Each
+  // backward now runs three times and must give the same bits; where the CPU twin adds the same terms
+  // in the same order (pooling, index_add, scatter_add: sums without products) its bits too.
+  ISRN_REQUIRE_CUDA();
+  auto same_three_times = [](const char* what, auto&& run) {
+    const Tensor first = run();
+    for (int again = 0; again < 2; ++again) check_close(run(), first, 0, 0, what);
+    return first;
+  };
+  for (const bool align_corners : {false, true}) {
+    CAPTURE(align_corners);
+    const Tensor g = test::random({2, 64, 80, 80}, 1202).to(DType::Float32).to(kCuda);
+    const Tensor gx = same_three_times("resize bilinear backward", [&] {
+      Tensor out = zeros({2, 64, 40, 40}, on(DType::Float32, kCuda));
+      cuda::resize_backward(g, ResizeMode::Bilinear, align_corners, out);
+      return out;
+    });
+    Tensor gx_cpu = zeros({2, 64, 40, 40}, TensorOptions(DType::Float32));
+    cpu::resize_backward(g.to(Device::cpu()), ResizeMode::Bilinear, align_corners, gx_cpu);
+    check_close(gx, gx_cpu, 1e-6, 1e-6, "resize bilinear backward against the CPU twin");
+  }
+  {
+    const Tensor g = test::random({2, 64, 120, 100}, 1203).to(DType::Float32).to(kCuda);  // 3x and 2.5x
+    same_three_times("resize nearest backward", [&] {
+      Tensor out = zeros({2, 64, 40, 40}, on(DType::Float32, kCuda));
+      cuda::resize_backward(g, ResizeMode::Nearest, false, out);
+      return out;
+    });
+  }
+  {
+    Pool2dParams params;
+    params.kernel = {3, 3};
+    params.stride = {1, 2};
+    params.padding = {1, 1};
+    // Three distinct values: many windows pick the same cell.
+    const Tensor x = test::random({2, 32, 48, 48}, 1204, 0.0, 3.0).to(DType::Int64).to(DType::Float32).to(kCuda);
+    const int64_t oh = params.out_h(48), ow = params.out_w(48);
+    Tensor y = empty({2, 32, oh, ow}, on(DType::Float32, kCuda));
+    Tensor indices = empty({2, 32, oh, ow}, on(DType::Int64, kCuda));
+    cuda::max_pool2d_forward(x, params, y, indices);
+    const Tensor g = test::random({2, 32, oh, ow}, 1205).to(DType::Float32).to(kCuda);
+    const Tensor gx = same_three_times("max_pool2d backward", [&] {
+      Tensor out = zeros({2, 32, 48, 48}, on(DType::Float32, kCuda));
+      cuda::max_pool2d_backward(g, indices, params, out);
+      return out;
+    });
+    Tensor gx_cpu = zeros({2, 32, 48, 48}, TensorOptions(DType::Float32));
+    cpu::max_pool2d_backward(g.to(Device::cpu()), indices.to(Device::cpu()), params, gx_cpu);
+    check_close(gx, gx_cpu, 0, 0, "max_pool2d backward against the CPU twin");
+  }
+  {
+    const Tensor index = random_index({20000}, 7, DType::Int64, 1206);  // ~2,900 sources per destination
+    const Tensor g = test::random({3, 20000, 5}, 1207).to(DType::Float32);
+    const Tensor g_gpu = g.to(kCuda), index_gpu = index.to(kCuda);
+    const Tensor gx = same_three_times("index_add", [&] {
+      Tensor out = zeros({3, 7, 5}, on(DType::Float32, kCuda));
+      cuda::index_add(g_gpu, 1, index_gpu, out);
+      return out;
+    });
+    Tensor gx_cpu = zeros({3, 7, 5}, TensorOptions(DType::Float32));
+    cpu::index_add(g, 1, index, gx_cpu);
+    check_close(gx, gx_cpu, 0, 0, "index_add against the CPU twin");
+  }
+  {
+    const Tensor index = random_index({4, 5000, 6}, 9, DType::Int32, 1208);
+    const Tensor g = test::random({4, 5000, 6}, 1209).to(DType::Float32);
+    const Tensor g_gpu = g.to(kCuda), index_gpu = index.to(kCuda);
+    const Tensor gx = same_three_times("scatter_add", [&] {
+      Tensor out = zeros({4, 9, 6}, on(DType::Float32, kCuda));
+      cuda::scatter_add(g_gpu, 1, index_gpu, out);
+      return out;
+    });
+    Tensor gx_cpu = zeros({4, 9, 6}, TensorOptions(DType::Float32));
+    cpu::scatter_add(g, 1, index, gx_cpu);
+    check_close(gx, gx_cpu, 0, 0, "scatter_add against the CPU twin");
   }
 }

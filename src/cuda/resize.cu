@@ -1,5 +1,6 @@
-// NCHW resize with PyTorch's interpolate semantics, forward and backward (atomicAdd: the taps of
-// neighbouring outputs overlap).
+// NCHW resize with PyTorch's interpolate semantics, forward and backward. The backward gathers: one
+// thread per input cell finds the outputs whose taps reach it and adds their shares in output order,
+// the CPU's order (atomics would add them in a different order each run, and training would not repeat).
 // Bilinear: source = scale·dst (align_corners, scale = (in−1)/(out−1)) or scale·(dst+½)−½ clamped
 // at 0 (scale = in/out), computed in the tensor's type as PyTorch does; the upper tap is clamped to
 // the last row/column. Nearest: min(floor(dst·in/out), in−1) in float, as PyTorch's kernels.
@@ -69,21 +70,56 @@ __global__ void resize_nearest_forward_kernel(int64_t total, ResizeGeometry g, f
   }
 }
 
-// One thread per grad_y element (strided per g.s_*); grad_x contiguous.
+// The first output along an axis whose source position (i0 of its taps, non-decreasing in the output
+// position) is at least `target`: a binary search over the forward pass's own index computation.
+template <typename SourceOf>
+__device__ __forceinline__ int64_t first_output_reaching(int64_t target, int64_t out, SourceOf source_of) {
+  int64_t lo = 0, hi = out;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (source_of(mid) < target)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+// One thread per grad_x cell (contiguous); grad_y strided per g.s_*. A cell is tap i0 of the outputs
+// whose i0 is the cell and tap i1 of those whose i0 is the cell before it (i1 = i0 + 1, or i0 at the
+// last row), so its outputs are those with i0 in [cell − 1, cell]: one contiguous range per axis.
 template <typename T>
 __global__ void resize_bilinear_backward_kernel(int64_t total, ResizeGeometry g, T scale_h, T scale_w,
                                                 bool align_corners, const T* __restrict__ grad_y,
                                                 T* __restrict__ grad_x) {
   ISRN_CUDA_KERNEL_LOOP(i, total) {
-    const int64_t ow = i % g.out_w, oh = (i / g.out_w) % g.out_h, plane = i / (g.out_w * g.out_h);
-    const T gy = grad_y[(plane / g.channels) * g.s_n + (plane % g.channels) * g.s_c + oh * g.s_h + ow * g.s_w];
-    T* gx = grad_x + plane * g.in_h * g.in_w;
-    const Taps<T> th = linear_taps(oh, g.in_h, scale_h, align_corners);
-    const Taps<T> tw = linear_taps(ow, g.in_w, scale_w, align_corners);
-    atomicAdd(gx + th.i0 * g.in_w + tw.i0, th.w0 * tw.w0 * gy);
-    atomicAdd(gx + th.i0 * g.in_w + tw.i1, th.w0 * tw.w1 * gy);
-    atomicAdd(gx + th.i1 * g.in_w + tw.i0, th.w1 * tw.w0 * gy);
-    atomicAdd(gx + th.i1 * g.in_w + tw.i1, th.w1 * tw.w1 * gy);
+    const int64_t w = i % g.in_w, h = (i / g.in_w) % g.in_h, plane = i / (g.in_w * g.in_h);
+    const T* gy = grad_y + (plane / g.channels) * g.s_n + (plane % g.channels) * g.s_c;
+    auto row_source = [&](int64_t oh) { return linear_taps(oh, g.in_h, scale_h, align_corners).i0; };
+    auto col_source = [&](int64_t ow) { return linear_taps(ow, g.in_w, scale_w, align_corners).i0; };
+    const int64_t oh_begin = first_output_reaching(h - 1, g.out_h, row_source);
+    const int64_t oh_end = first_output_reaching(h + 1, g.out_h, row_source);
+    const int64_t ow_begin = first_output_reaching(w - 1, g.out_w, col_source);
+    const int64_t ow_end = first_output_reaching(w + 1, g.out_w, col_source);
+    T acc = grad_x[i];
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      const Taps<T> th = linear_taps(oh, g.in_h, scale_h, align_corners);
+      for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+        const Taps<T> tw = linear_taps(ow, g.in_w, scale_w, align_corners);
+        const T value = gy[oh * g.s_h + ow * g.s_w];
+        const T top = th.w0 * value, bottom = th.w1 * value;
+        // The CPU twin's order within one output: (i0, i0), (i0, i1), (i1, i0), (i1, i1).
+        if (th.i0 == h) {
+          if (tw.i0 == w) acc += tw.w0 * top;
+          if (tw.i1 == w) acc += tw.w1 * top;
+        }
+        if (th.i1 == h) {
+          if (tw.i0 == w) acc += tw.w0 * bottom;
+          if (tw.i1 == w) acc += tw.w1 * bottom;
+        }
+      }
+    }
+    grad_x[i] = acc;
   }
 }
 
@@ -91,11 +127,18 @@ template <typename T>
 __global__ void resize_nearest_backward_kernel(int64_t total, ResizeGeometry g, float scale_h, float scale_w,
                                                const T* __restrict__ grad_y, T* __restrict__ grad_x) {
   ISRN_CUDA_KERNEL_LOOP(i, total) {
-    const int64_t ow = i % g.out_w, oh = (i / g.out_w) % g.out_h, plane = i / (g.out_w * g.out_h);
-    const T gy = grad_y[(plane / g.channels) * g.s_n + (plane % g.channels) * g.s_c + oh * g.s_h + ow * g.s_w];
-    atomicAdd(grad_x + plane * g.in_h * g.in_w + nearest_source(oh, g.in_h, scale_h) * g.in_w +
-                  nearest_source(ow, g.in_w, scale_w),
-              gy);
+    const int64_t w = i % g.in_w, h = (i / g.in_w) % g.in_h, plane = i / (g.in_w * g.in_h);
+    const T* gy = grad_y + (plane / g.channels) * g.s_n + (plane % g.channels) * g.s_c;
+    auto row_source = [&](int64_t oh) { return nearest_source(oh, g.in_h, scale_h); };
+    auto col_source = [&](int64_t ow) { return nearest_source(ow, g.in_w, scale_w); };
+    const int64_t oh_begin = first_output_reaching(h, g.out_h, row_source);
+    const int64_t oh_end = first_output_reaching(h + 1, g.out_h, row_source);
+    const int64_t ow_begin = first_output_reaching(w, g.out_w, col_source);
+    const int64_t ow_end = first_output_reaching(w + 1, g.out_w, col_source);
+    T acc = grad_x[i];
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh)
+      for (int64_t ow = ow_begin; ow < ow_end; ++ow) acc += gy[oh * g.s_h + ow * g.s_w];
+    grad_x[i] = acc;
   }
 }
 
@@ -133,8 +176,9 @@ void resize_forward(const Tensor& x, ResizeMode mode, bool align_corners, Tensor
 }
 
 void resize_backward(const Tensor& grad_y, ResizeMode mode, bool align_corners, Tensor& grad_x) {
-  const int64_t total = grad_y.numel();
-  if (total == 0) return;
+  const int64_t total = grad_x.numel();
+  if (total == 0 || grad_y.numel() == 0) return;
+  ISRN_CHECK(grad_x.is_contiguous(), "[resize_backward] grad_x must be contiguous");
   DeviceGuard guard(grad_x.device().index);
   if (grad_y.shape() == grad_x.shape()) {  // the identity resize: grad_x (zero-filled) takes grad_y
     copy(grad_y, grad_x);

@@ -22,6 +22,10 @@ struct PoolResult {
   Tensor indices;
 };
 PoolResult max_pool2d_with_indices(const Tensor& x, const Pool2dParams& params);
-Tensor max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const Shape& x_shape);
+// The gradient of max_pool2d for indices from max_pool2d_with_indices(x, params) (as PyTorch's
+// max_pool2d_with_indices_backward, which also takes the pooling parameters); indices outside their
+// windows are refused.
+Tensor max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const Shape& x_shape,
+                           const Pool2dParams& params);
 
 }  // namespace isrn
