@@ -1,5 +1,6 @@
 // Errors, shapes, devices, storage and the random generator: the small pieces under Tensor. (Threads:
 // cpu/thread_pool.cpp.)
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -88,6 +89,15 @@ bool GradMode::is_enabled() { return grad_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_enabled = enabled; }
 
 namespace {
+std::atomic<size_t> host_active_bytes{0}, host_peak_bytes{0};
+
+void count_host_allocation(size_t nbytes) {
+  const size_t now = host_active_bytes.fetch_add(nbytes, std::memory_order_relaxed) + nbytes;
+  size_t peak = host_peak_bytes.load(std::memory_order_relaxed);
+  while (now > peak && !host_peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
 void* allocate_host(size_t nbytes) {
   const size_t rounded = (std::max<size_t>(nbytes, 1) + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
   void* data = std::aligned_alloc(kCpuAlignment, rounded);
@@ -105,6 +115,7 @@ Storage::Storage(size_t nbytes, Device device, HostMemory host) : nbytes_(nbytes
       pinned_ = data_ != nullptr;
     }
     if (data_ == nullptr) data_ = allocate_host(nbytes);
+    count_host_allocation(nbytes);
   } else {
     data_ = cuda_runtime::allocate(nbytes, device.index);
   }
@@ -121,6 +132,15 @@ Storage::~Storage() {
   }
   if (pinned_) cuda_runtime::deallocate_pinned(data_);
   else if (device_.is_cpu()) std::free(data_);
+  if (device_.is_cpu()) host_active_bytes.fetch_sub(nbytes_, std::memory_order_relaxed);
+}
+
+HostMemoryStats host_memory_stats() {
+  return {host_active_bytes.load(std::memory_order_relaxed), host_peak_bytes.load(std::memory_order_relaxed)};
+}
+
+void reset_host_peak_memory() {
+  host_peak_bytes.store(host_active_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
 void Storage::copy_to_device_async(void* dst, Device dst_device, const void* src, size_t nbytes) {

@@ -117,3 +117,21 @@ TEST_CASE("tensor: bad input raises isrn::Error naming the problem") {
           std::string::npos);
   }
 }
+
+TEST_CASE("tensor: host memory statistics count the bytes CPU tensors hold, now and at the peak") {
+  const HostMemoryStats before = host_memory_stats();
+  reset_host_peak_memory();
+  CHECK(host_memory_stats().peak_active_bytes == before.active_bytes);
+  {
+    const Tensor a = empty({1024, 256}, TensorOptions(DType::Float32));  // 1 MiB
+    const Tensor view = a.slice(0, 0, 10);                               // shares a's storage: no bytes
+    const HostMemoryStats held = host_memory_stats();
+    CHECK(held.active_bytes == before.active_bytes + 1024 * 256 * 4);
+    CHECK(held.peak_active_bytes == held.active_bytes);
+    const Tensor b = empty({1024}, TensorOptions(DType::Float64));
+    CHECK(host_memory_stats().active_bytes == before.active_bytes + 1024 * 256 * 4 + 1024 * 8);
+  }
+  const HostMemoryStats after = host_memory_stats();
+  CHECK(after.active_bytes == before.active_bytes);
+  CHECK(after.peak_active_bytes == before.active_bytes + 1024 * 256 * 4 + 1024 * 8);
+}

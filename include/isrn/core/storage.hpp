@@ -42,6 +42,15 @@ class Storage {
   int read_done_device_ = -1;
 };
 
+// Bytes held by CPU storages (pinned included) now and at most since the last reset: the host twin of
+// cuda::memory_stats()'s active and peak figures, e.g. the activations a training step keeps on the CPU.
+struct HostMemoryStats {
+  size_t active_bytes = 0;
+  size_t peak_active_bytes = 0;
+};
+HostMemoryStats host_memory_stats();
+void reset_host_peak_memory();  // the peak restarts from the bytes active now
+
 // Copies bytes between any two devices (host↔device, device↔device, host↔host); returns once the
 // copy is complete.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
