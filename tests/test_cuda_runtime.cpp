@@ -580,6 +580,22 @@ Tensor random_index(const Shape& shape, int64_t bound, DType dtype, uint64_t see
   return test::random(shape, seed, 0.0, static_cast<double>(bound)).to(DType::Int64).to(dtype);  // truncates
 }
 
+// index_add / scatter_add, either device.
+using AddKernel = void (*)(const Tensor& grad_out, int64_t dim, const Tensor& index, Tensor& grad_x);
+
+// A CUDA add kernel's grad_x against its CPU twin (the same additions in the same order: the same bits) and
+// against a rerun of itself.
+void check_add_is_deterministic(const char* op, AddKernel on_gpu, AddKernel on_cpu, const Tensor& grad_out,
+                                const Tensor& grad_out_gpu, int64_t dim, const Tensor& index,
+                                const Tensor& index_gpu, const Tensor& grad_x) {
+  Tensor grad_x_cpu = zeros(grad_x.shape(), TensorOptions(grad_x.dtype()));
+  on_cpu(grad_out.contiguous(), dim, index.contiguous(), grad_x_cpu);
+  check_close(grad_x, grad_x_cpu, 0, 0, std::string(op) + ", CUDA against the CPU twin");
+  Tensor rerun = zeros(grad_x.shape(), on(grad_x.dtype(), kCuda));
+  on_gpu(grad_out_gpu, dim, index_gpu, rerun);
+  check_close(rerun, grad_x, 0, 0, std::string(op) + ", rerun");
+}
+
 }  // namespace
 
 TEST_CASE("cuda kernels: index_select and index_add along every dim, strided, both index dtypes") {
@@ -631,13 +647,8 @@ TEST_CASE("cuda kernels: index_select and index_add along every dim, strided, bo
             }
         // At most a few terms per cell, summed in index order: a few roundings of the type.
         check_close(grad_x, acc, dtype == DType::Float32 ? 1e-6 : 1e-14, 1e-6, "index_add");
-        // Deterministic: the CPU twin's additions in the CPU twin's order, so the same bits, on every run.
-        Tensor grad_x_cpu = zeros(xs, TensorOptions(dtype));
-        cpu::index_add(grad_out.contiguous(), dim, index.contiguous(), grad_x_cpu);
-        check_close(grad_x, grad_x_cpu, 0, 0, "index_add, CUDA against the CPU twin");
-        Tensor rerun = zeros(xs, on(dtype, kCuda));
-        cuda::index_add(grad_out_gpu, dim, index_gpu, rerun);
-        check_close(rerun, grad_x, 0, 0, "index_add, rerun");
+        check_add_is_deterministic("index_add", cuda::index_add, cpu::index_add, grad_out, grad_out_gpu, dim, index,
+                                   index_gpu, grad_x);
       }
     }
   }
@@ -699,12 +710,8 @@ TEST_CASE("cuda kernels: gather and scatter_add along every dim, strided, both i
             }
         // A handful of terms per cell in index order: a few roundings of the type.
         check_close(grad_x, acc, dtype == DType::Float32 ? 1e-6 : 1e-14, 1e-6, "scatter_add");
-        Tensor grad_x_cpu = zeros(xs, TensorOptions(dtype));
-        cpu::scatter_add(grad_out.contiguous(), dim, index.contiguous(), grad_x_cpu);
-        check_close(grad_x, grad_x_cpu, 0, 0, "scatter_add, CUDA against the CPU twin");
-        Tensor rerun = zeros(xs, on(dtype, kCuda));
-        cuda::scatter_add(grad_out_gpu, dim, index_gpu, rerun);
-        check_close(rerun, grad_x, 0, 0, "scatter_add, rerun");
+        check_add_is_deterministic("scatter_add", cuda::scatter_add, cpu::scatter_add, grad_out, grad_out_gpu, dim,
+                                   index, index_gpu, grad_x);
       }
     }
   }
@@ -1090,30 +1097,28 @@ TEST_CASE("cuda kernels: gradients of many-to-one ops repeat bit for bit (no ato
     cpu::max_pool2d_backward(g.to(Device::cpu()), indices.to(Device::cpu()), params, gx_cpu);
     check_close(gx, gx_cpu, 0, 0, "max_pool2d backward against the CPU twin");
   }
-  {
-    const Tensor index = random_index({20000}, 7, DType::Int64, 1206);  // ~2,900 sources per destination
-    const Tensor g = test::random({3, 20000, 5}, 1207).to(DType::Float32);
-    const Tensor g_gpu = g.to(kCuda), index_gpu = index.to(kCuda);
-    const Tensor gx = same_three_times("index_add", [&] {
-      Tensor out = zeros({3, 7, 5}, on(DType::Float32, kCuda));
-      cuda::index_add(g_gpu, 1, index_gpu, out);
+  struct RepeatedIndices {
+    const char* op;
+    AddKernel on_gpu, on_cpu;
+    Tensor index, grad_out;
+    Shape grad_x_shape;
+  };
+  const RepeatedIndices cases[] = {
+      {"index_add", cuda::index_add, cpu::index_add, random_index({20000}, 7, DType::Int64, 1206),  // ~2,900 per cell
+       test::random({3, 20000, 5}, 1207).to(DType::Float32), {3, 7, 5}},
+      {"scatter_add", cuda::scatter_add, cpu::scatter_add, random_index({4, 5000, 6}, 9, DType::Int32, 1208),
+       test::random({4, 5000, 6}, 1209).to(DType::Float32), {4, 9, 6}},
+  };
+  for (const RepeatedIndices& c : cases) {
+    CAPTURE(c.op);
+    const Tensor grad_out_gpu = c.grad_out.to(kCuda), index_gpu = c.index.to(kCuda);
+    const Tensor gx = same_three_times(c.op, [&] {
+      Tensor out = zeros(c.grad_x_shape, on(DType::Float32, kCuda));
+      c.on_gpu(grad_out_gpu, 1, index_gpu, out);
       return out;
     });
-    Tensor gx_cpu = zeros({3, 7, 5}, TensorOptions(DType::Float32));
-    cpu::index_add(g, 1, index, gx_cpu);
-    check_close(gx, gx_cpu, 0, 0, "index_add against the CPU twin");
-  }
-  {
-    const Tensor index = random_index({4, 5000, 6}, 9, DType::Int32, 1208);
-    const Tensor g = test::random({4, 5000, 6}, 1209).to(DType::Float32);
-    const Tensor g_gpu = g.to(kCuda), index_gpu = index.to(kCuda);
-    const Tensor gx = same_three_times("scatter_add", [&] {
-      Tensor out = zeros({4, 9, 6}, on(DType::Float32, kCuda));
-      cuda::scatter_add(g_gpu, 1, index_gpu, out);
-      return out;
-    });
-    Tensor gx_cpu = zeros({4, 9, 6}, TensorOptions(DType::Float32));
-    cpu::scatter_add(g, 1, index, gx_cpu);
-    check_close(gx, gx_cpu, 0, 0, "scatter_add against the CPU twin");
+    Tensor gx_cpu = zeros(c.grad_x_shape, TensorOptions(DType::Float32));
+    c.on_cpu(c.grad_out, 1, c.index, gx_cpu);
+    check_close(gx, gx_cpu, 0, 0, "against the CPU twin");
   }
 }

@@ -172,18 +172,18 @@ std::vector<double> training_losses(const Tensor& batch, const std::vector<Tenso
   return losses;
 }
 
-// Four small synthetic images with two or three faces each.
-std::pair<Tensor, std::vector<Tensor>> small_training_set() {
+// Four small synthetic images with two or three faces each, on device d: the batch and its boxes.
+std::pair<Tensor, std::vector<Tensor>> small_training_set(Device d) {
   const int64_t kImages = 4, kH = 56, kW = 72;
   Generator data_gen(77);
-  std::vector<Tensor> images, gt;
+  std::vector<Tensor> images, boxes;
   for (int64_t i = 0; i < kImages; ++i) {
     const int faces = 2 + static_cast<int>(i % 2);
     Scene s = make_scene(kH, kW, faces, data_gen);
     images.push_back(s.image);
-    gt.push_back(from_vector(s.boxes, Shape{faces, 4}));
+    boxes.push_back(from_vector(s.boxes, Shape{faces, 4}).to(d));
   }
-  return {stack(images, 0), gt};
+  return {stack(images, 0).to(d), boxes};
 }
 
 }  // namespace
@@ -192,12 +192,9 @@ TEST_CASE("detector learning: a training run repeats bit for bit on every device
   // Every kernel of a training step is deterministic (no atomics, fixed reduction orders, deterministic
   // cuDNN algorithms), so the same run gives the same losses to the last bit; on the GPU it did not
   // while upsampling and pooling gradients were added with atomics.
-  const auto [images, gt] = small_training_set();
   for (Device d : test::devices()) {
     CAPTURE(d);
-    const Tensor batch = images.to(d);
-    std::vector<Tensor> boxes;
-    for (const Tensor& g : gt) boxes.push_back(g.to(d));
+    const auto [batch, boxes] = small_training_set(d);
     const std::vector<double> first = training_losses(batch, boxes, d, 12, DType::Float32);
     const std::vector<double> second = training_losses(batch, boxes, d, 12, DType::Float32);
     for (size_t it = 0; it < first.size(); ++it) {
@@ -211,12 +208,11 @@ TEST_CASE("detector learning: bfloat16 mixed precision trains to the float32 los
   // The same short run twice from the same initialization, once in float32 and once with the forward
   // pass under AutocastGuard(BFloat16) (as isrn-train's train.precision = "bf16" runs it), on every device.
   const int64_t kIters = 100;
-  const auto [images, gt] = small_training_set();
   for (Device d : test::devices()) {
     CAPTURE(d);
-    const Tensor batch = images.to(d);
-    std::vector<Tensor> boxes;
-    for (const Tensor& g : gt) boxes.push_back(g.to(d));
+    const auto set = small_training_set(d);  // named members: a lambda captures them below
+    const Tensor& batch = set.first;
+    const std::vector<Tensor>& boxes = set.second;
     auto train = [&](DType precision) {
       const std::vector<double> losses = training_losses(batch, boxes, d, kIters, precision);
       std::vector<double> quarter(4, 0.0);
