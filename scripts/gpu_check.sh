@@ -4,7 +4,10 @@
 # comparison — in one call, on a machine with a GPU and no package manager (the lent GPU machine).
 # Needs the header-only dependencies staged by scripts/stage_deps.sh in .deps/ (carried along).
 # Logs go to $OUT (or ./gpu_check_out).
-#   scripts/gpu_check.sh [all|test|sanitize|bench|e2e]...
+#   scripts/gpu_check.sh [all|build|test|sanitize|bench|e2e]...
+# (`build` alone builds and stops.) On the lent H100 (2026-11-23) one call fits in its 10 minutes: the build
+# ~80 s; test ~2 min; bench ~4 min; each e2e run ~2.5 min; sanitize of the whole suite several minutes. The
+# machine stays warm 30 s after a call, so the next call right away reuses build-gpu.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
@@ -38,8 +41,10 @@ cmake --build build-gpu -j16 2>&1 | tee "$OUT/build.log" | grep -E 'error|warnin
 if want test; then
   (cd build-gpu && timeout ${ISRN_TEST_LIMIT:-300} ctest -j8 --output-on-failure --timeout 300 2>&1) | tee "$OUT/ctest.log" | tail -25
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-  # The doctest summary of the CUDA-only run, so it is plain that the CUDA cases executed.
-  ISRN_TEST_DEVICE=cuda ./build-gpu/tests/isrn_tests 2>&1 | tail -4 | tee "$OUT/cuda_cases.log"
+  # The CUDA-only run: its summary shows that the CUDA cases executed; a failure's report is kept whole.
+  ISRN_TEST_DEVICE=cuda ./build-gpu/tests/isrn_tests > "$OUT/cuda_cases.log" 2>&1 || status=1
+  grep -B3 -A12 -E "ERROR|FATAL" "$OUT/cuda_cases.log" | head -80
+  tail -4 "$OUT/cuda_cases.log"
 fi
 if want sanitize; then
   # Direct cudaMalloc per tensor so memcheck sees every allocation's bounds. No leak check: the
