@@ -5,8 +5,10 @@
 #include <algorithm>
 
 #include "backend.hpp"
+#include "isrn/autograd/grad_mode.hpp"
 #include "isrn/autograd/node.hpp"
 #include "isrn/ops/elementwise.hpp"
+#include "isrn/ops/reduce.hpp"
 
 namespace isrn {
 
@@ -15,6 +17,19 @@ using autograd::record;
 namespace {
 
 TensorOptions options_of(const Tensor& t) { return TensorOptions(t.dtype()).device(t.device()); }
+
+// The CPU kernels check every index as they use it; the CUDA kernels trust theirs, so for a GPU index the
+// range is checked here first (a cast, two reductions and one read back): a bad index is named, never read
+// or written out of bounds. The message is the CPU kernels' own.
+void check_index_range(const char* op, const Tensor& index, int64_t dim, int64_t size) {
+  if (!index.device().is_cuda() || index.numel() == 0) return;
+  NoGradGuard no_grad;
+  const Tensor values = index.to(DType::Float64);  // exact for every index below 2^53
+  const double lowest = min(values).item<double>();
+  const double bad = lowest < 0 ? lowest : max(values).item<double>();
+  ISRN_CHECK(bad >= 0 && bad < static_cast<double>(size), "[", op, "] index ", static_cast<int64_t>(bad),
+             " is out of range for dimension ", dim, " of size ", size, " (valid: 0..", size - 1, ")");
+}
 
 void check_index(const char* op, const Tensor& index, const Tensor& x) {
   ISRN_CHECK(index.defined(), "[", op, "] undefined index");
@@ -195,11 +210,13 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   dim = wrap_dim(dim, x.dim(), "index_select");
   Shape out_shape = x.shape();
   out_shape[dim] = index.numel();
+  check_index_range("index_select", index, dim, x.size(dim));
   Tensor out = empty(out_shape, options_of(x));
   if (out.numel() > 0) ISRN_DISPATCH(x.device(), index_select, x.detach(), dim, index, out);
   const Shape in_shape = x.shape();
   const TensorOptions opts = options_of(x);
   return record(out, "index_select", {x}, [dim, index, in_shape, opts](const Tensor& g) {
+    check_index_range("index_add", index, dim, in_shape[dim]);  // the index may have been written since
     Tensor gx = zeros(in_shape, opts);
     if (g.numel() > 0) ISRN_DISPATCH(g.device(), index_add, g, dim, index, gx);
     return std::vector<Tensor>{gx};
@@ -215,11 +232,13 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   for (int64_t d = 0; d < x.dim(); ++d)
     ISRN_CHECK(d == dim || index.size(d) <= x.size(d), "[gather] index shape ", shape_str(index.shape()),
                " exceeds input shape ", shape_str(x.shape()), " in dimension ", d);
+  check_index_range("gather", index, dim, x.size(dim));
   Tensor out = empty(index.shape(), options_of(x));
   if (out.numel() > 0) ISRN_DISPATCH(x.device(), gather, x.detach(), dim, index, out);
   const Shape in_shape = x.shape();
   const TensorOptions opts = options_of(x);
   return record(out, "gather", {x}, [dim, index, in_shape, opts](const Tensor& g) {
+    check_index_range("scatter_add", index, dim, in_shape[dim]);
     Tensor gx = zeros(in_shape, opts);
     if (g.numel() > 0) ISRN_DISPATCH(g.device(), scatter_add, g, dim, index, gx);
     return std::vector<Tensor>{gx};
