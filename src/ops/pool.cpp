@@ -96,9 +96,9 @@ Tensor max_pool2d_backward(const Tensor& grad_y, const Tensor& indices, const Sh
     const int64_t h = at[i] / in_w, w = at[i] % in_w;
     ISRN_CHECK(at[i] >= 0 && at[i] < in_h * in_w && h >= h0 && h < h0 + params.kernel[0] && w >= w0 &&
                    w < w0 + params.kernel[1],
-               "[", op, "] index ", at[i], " at output ", i, " lies outside its pooling window (rows ", std::max<int64_t>(h0, 0),
-               "..", std::min(h0 + params.kernel[0], in_h) - 1, ", columns ", std::max<int64_t>(w0, 0), "..",
-               std::min(w0 + params.kernel[1], in_w) - 1, " of a ", in_h, "x", in_w,
+               "[", op, "] index ", at[i], " at output ", i, " lies outside its pooling window (rows ",
+               std::max<int64_t>(h0, 0), "..", std::min(h0 + params.kernel[0], in_h) - 1, ", columns ",
+               std::max<int64_t>(w0, 0), "..", std::min(w0 + params.kernel[1], in_w) - 1, " of a ", in_h, "x", in_w,
                " plane): indices must come from max_pool2d_with_indices with the same params");
   }
   return pool_gradient(grad_y, indices, x_shape, params);

@@ -25,8 +25,8 @@ void check_index_range(const char* op, const Tensor& index, int64_t dim, int64_t
   if (!index.device().is_cuda() || index.numel() == 0) return;
   NoGradGuard no_grad;
   const Tensor values = index.to(DType::Float64);  // exact for every index below 2^53
-  const double lowest = min(values).item<double>();
-  const double bad = lowest < 0 ? lowest : max(values).item<double>();
+  const std::vector<double> bounds = stack({min(values), max(values)}, 0).to(Device::cpu()).to_vector<double>();
+  const double bad = bounds[0] < 0 ? bounds[0] : bounds[1];
   ISRN_CHECK(bad >= 0 && bad < static_cast<double>(size), "[", op, "] index ", static_cast<int64_t>(bad),
              " is out of range for dimension ", dim, " of size ", size, " (valid: 0..", size - 1, ")");
 }
